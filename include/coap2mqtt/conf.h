@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/* The configuration model: what the YAML files declare, after validation. */
+#ifndef COAP2MQTT_CONF_H
+#define COAP2MQTT_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Where a value came from; file points into conf->files (owned by the conf). */
+struct conf_mark {
+    const char *file;
+    int line; /* one-based */
+    int col;  /* one-based */
+};
+
+enum conf_scheme {
+    CONF_SCHEME_COAP,  /* coap://  plain UDP */
+    CONF_SCHEME_COAPS, /* coaps:// DTLS */
+};
+
+struct conf_listener {
+    enum conf_scheme scheme;
+    char *host; /* literal address without brackets: "0.0.0.0", "::", "127.0.0.1" */
+    uint16_t port;
+    struct conf_mark mark;
+};
+
+/* A static attribute of a device: key and its value as JSON text ("\"x\"", "42", "true"). */
+struct conf_attr {
+    char *key;
+    char *json;
+};
+
+struct conf_device {
+    char *name; /* required, unique */
+    char *type; /* default "default" */
+    char *token; /* access token in the path; NULL when none */
+    char *psk_identity; /* DTLS PSK identity; NULL when none */
+    uint8_t *psk_key; /* raw key bytes (YAML: psk_key text, or psk_key_hex) */
+    size_t psk_key_len;
+    char *cert_cn; /* certificate CN naming this device; NULL when none */
+    struct conf_attr *attrs;
+    size_t n_attrs;
+    struct conf_mark mark;
+};
+
+/* Route method bits: bit (code) for CoAP request codes 1..7. */
+#define CONF_METHOD_GET (1u << 1)
+#define CONF_METHOD_POST (1u << 2)
+#define CONF_METHOD_PUT (1u << 3)
+#define CONF_METHOD_DELETE (1u << 4)
+#define CONF_METHOD_FETCH (1u << 5)
+#define CONF_METHOD_PATCH (1u << 6)
+#define CONF_METHOD_IPATCH (1u << 7)
+
+/* How a route names the device that sent a request. */
+enum conf_identity {
+    CONF_ID_TOKEN,   /* a path variable holds an access token (identity_var) */
+    CONF_ID_DTLS,    /* the DTLS session: PSK identity or certificate CN */
+    CONF_ID_PATH,    /* a path variable holds the device name (identity_var) */
+    CONF_ID_PAYLOAD, /* a field of the decoded body holds the name (identity_var) */
+    CONF_ID_NONE,    /* anonymous: {device} is not available */
+};
+
+/* Body formats (decoders); also used as bits in conf_route.formats. */
+enum conf_format {
+    CONF_FMT_JSON,
+    CONF_FMT_CBOR,
+    CONF_FMT_TEXT,
+    CONF_FMT_CSV,
+    CONF_FMT_OCTETS,
+    CONF_FMT__COUNT
+};
+
+/* What is published. */
+enum conf_output {
+    CONF_OUT_JSON, /* re-encode as JSON (default) */
+    CONF_OUT_CBOR, /* re-encode as CBOR */
+    CONF_OUT_RAW,  /* the request body bytes as received (only with shape body) */
+};
+
+/* How the published document is built from the decoded body. */
+enum conf_shape {
+    CONF_SHAPE_BODY,       /* the body itself */
+    CONF_SHAPE_TIMESERIES, /* {"<device>":[{"ts":ms,"values":{...}}]} (ThingsBoard gateway telemetry) */
+    CONF_SHAPE_BY_DEVICE,  /* {"<device>":{...}} (ThingsBoard gateway attributes) */
+    CONF_SHAPE_ENVELOPE,   /* {"device":..,"type":..,"route":..,"ts":ms,"data":body} */
+};
+
+enum conf_csv_layout {
+    CONF_CSV_KEYS,      /* values in the order of csv.keys */
+    CONF_CSV_NAME_TYPE, /* name,type,key,value,key,value,... */
+};
+
+/* A required query parameter: literal value, or a capture when value is "{var}". */
+struct conf_query {
+    char *name;
+    char *value;
+};
+
+struct conf_route {
+    char *name; /* required, unique */
+    unsigned methods; /* CONF_METHOD_* bits; default POST|PUT */
+    char *path; /* URI template, "/api/v1/{token}/telemetry" */
+    struct conf_query *query;
+    size_t n_query;
+    enum conf_identity identity; /* default CONF_ID_TOKEN if path has {token}, else NONE */
+    char *identity_var; /* path variable or payload field; default "token" / "deviceName" */
+    char *type_field; /* payload identity: field holding the device type (optional) */
+    char *body_field; /* payload identity: field holding the data (optional) */
+    bool allow_unknown; /* accept device names not configured (path/payload identity) */
+    unsigned formats; /* bits (1u << CONF_FMT_*); first listed = default without Content-Format */
+    enum conf_format default_format;
+    enum conf_csv_layout csv_layout;
+    char **csv_keys;
+    size_t n_csv_keys;
+    char csv_separator; /* default ',' */
+    enum conf_output output;
+    enum conf_shape shape;
+    char *topic; /* MQTT topic template */
+    int qos; /* 0..2, default 1 */
+    bool retain;
+    struct conf_mark mark;
+};
+
+enum conf_mqtt_protocol {
+    CONF_MQTT_311,
+    CONF_MQTT_5,
+};
+
+struct conf_mqtt {
+    char *url; /* mqtt://host:port or mqtts://host:port; NULL or "" = none configured */
+    char *client_id; /* default "coap2mqtt-<gateway name>" */
+    char *username;
+    char *password;
+    char *ca_file;
+    char *cert_file;
+    char *key_file;
+    bool verify; /* verify the broker certificate, default true */
+    enum conf_mqtt_protocol protocol; /* default 3.1.1 */
+    int keepalive; /* seconds, default 30 */
+    char *status_topic; /* template; default "coap2mqtt/{gateway}/status" */
+    int max_buffered; /* messages buffered while the broker is away, default 10000 */
+    int reconnect_min; /* seconds, default 1 */
+    int reconnect_max; /* seconds, default 60 */
+};
+
+/* Published once per device and MQTT connection before its first data. */
+struct conf_announce {
+    char *topic;   /* template, NULL = no announcement */
+    char *payload; /* template; values are JSON-escaped when expanded */
+    int qos;
+};
+
+struct conf_coap {
+    struct conf_listener *listeners;
+    size_t n_listeners;
+    char *psk_hint; /* identity hint sent to PSK clients, default NULL */
+    char *cert_file; /* PKI: server certificate (PEM) */
+    char *key_file;  /* PKI: server private key (PEM) */
+    char *ca_file;   /* PKI: CA that signs client certificates */
+    bool require_client_cert; /* default false */
+    unsigned max_sessions; /* default 1000 */
+    size_t max_body_size; /* bytes, default 65536 */
+    unsigned block_size; /* preferred block size for Block2, default 1024 */
+    unsigned session_timeout; /* idle seconds before a session is dropped, default 300 */
+};
+
+struct conf {
+    char *gateway_name; /* default "coap2mqtt" */
+    int log_level; /* LOG_ERR..LOG_DEBUG, default LOG_INFO */
+    bool log_syslog;
+    struct conf_coap coap;
+    struct conf_mqtt mqtt;
+    struct conf_announce announce;
+    struct conf_device *devices;
+    size_t n_devices;
+    struct conf_route *routes;
+    size_t n_routes;
+    char **files; /* every file read, for marks */
+    size_t n_files;
+};
+
+/* Error sink: conf_load() writes one line per error ("file:line:col: error: ...") to out. */
+struct conf_diag {
+    FILE *out;
+    int n_errors;
+    int max_errors; /* stop reporting after this many; 0 = 50 */
+};
+
+/**
+ * Load and validate a configuration file and everything it includes.
+ * Environment variables ${VAR} and ${VAR:-default} are expanded in scalars.
+ * @param path  main YAML file
+ * @param out   receives the configuration on success (free with conf_free())
+ * @param diag  error sink; every independent error is reported
+ * @return 0 on success, -EINVAL when the configuration is invalid (diag has the errors),
+ *         -ENOENT / -EIO / -ENOMEM on failure to read the main file.
+ */
+int conf_load(const char *path, struct conf **out, struct conf_diag *diag);
+
+void conf_free(struct conf *conf);
+
+/* Look-ups by name; NULL when absent. */
+const struct conf_route *conf_route_find(const struct conf *conf, const char *name);
+const struct conf_device *conf_device_find(const struct conf *conf, const char *name);
+
+#endif
