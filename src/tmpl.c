@@ -1,3 +1,307 @@
 /* SPDX-License-Identifier: MIT */
-/* placeholder: being written */
-typedef int c2m_placeholder_tmpl;
+/* URI path templates ({name} segments) and string templates ({name} placeholders). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coap2mqtt/tmpl.h"
+
+struct tmpl_seg {
+    char *text; /* literal text, or the variable name */
+    size_t len;
+    int is_var;
+};
+
+struct tmpl_path {
+    struct tmpl_seg *segs;
+    size_t n;
+    size_t literals;
+};
+
+/* A string template is a list of parts, each literal text or a variable. */
+struct tmpl_str {
+    struct tmpl_seg *parts;
+    size_t n;
+};
+
+static int name_valid(const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+static void segs_free(struct tmpl_seg *segs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(segs[i].text);
+    free(segs);
+}
+
+static int seg_push(struct tmpl_seg **segs, size_t *n, const char *s, size_t len, int is_var)
+{
+    struct tmpl_seg *grown = realloc(*segs, (*n + 1) * sizeof(**segs));
+    if (!grown)
+        return -ENOMEM;
+    *segs = grown;
+    grown[*n].text = strndup(s, len);
+    if (!grown[*n].text)
+        return -ENOMEM;
+    grown[*n].len = len;
+    grown[*n].is_var = is_var;
+    (*n)++;
+    return 0;
+}
+
+static int path_has_var(const struct tmpl_seg *segs, size_t n, const char *name, size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (segs[i].is_var && segs[i].len == len && memcmp(segs[i].text, name, len) == 0)
+            return 1;
+    return 0;
+}
+
+int tmpl_path_parse(const char *text, struct tmpl_path **out, char *err, size_t errlen)
+{
+    struct tmpl_path *p = calloc(1, sizeof(*p));
+    const char *s = text;
+    int rc = 0;
+
+    if (!p)
+        return -ENOMEM;
+    if (*s != '/') {
+        snprintf(err, errlen, "path must start with '/'");
+        rc = -EINVAL;
+        goto out;
+    }
+    s++;
+    /* "/" alone is the root resource: zero segments. */
+    while (*s) {
+        const char *end = strchr(s, '/');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        if (len == 0) {
+            snprintf(err, errlen, "empty path segment");
+            rc = -EINVAL;
+            goto out;
+        }
+        if (s[0] == '{') {
+            if (len < 3 || s[len - 1] != '}' || !name_valid(s + 1, len - 2)) {
+                snprintf(err, errlen,
+                         "bad variable segment '%.*s'; expected {name} with letters, digits, _",
+                         (int)len, s);
+                rc = -EINVAL;
+                goto out;
+            }
+            if (path_has_var(p->segs, p->n, s + 1, len - 2)) {
+                snprintf(err, errlen, "variable '%.*s' appears twice", (int)len - 2, s + 1);
+                rc = -EINVAL;
+                goto out;
+            }
+            rc = seg_push(&p->segs, &p->n, s + 1, len - 2, 1);
+        } else {
+            if (memchr(s, '{', len) || memchr(s, '}', len)) {
+                snprintf(err, errlen, "a variable must be a whole segment, got '%.*s'", (int)len,
+                         s);
+                rc = -EINVAL;
+                goto out;
+            }
+            rc = seg_push(&p->segs, &p->n, s, len, 0);
+            p->literals++;
+        }
+        if (rc < 0)
+            goto out;
+        if (p->n > TMPL_VARS_MAX * 2) {
+            snprintf(err, errlen, "too many segments (at most %d)", TMPL_VARS_MAX * 2);
+            rc = -EINVAL;
+            goto out;
+        }
+        s += len;
+        if (*s == '/') {
+            s++;
+            if (*s == '\0') {
+                snprintf(err, errlen, "trailing '/'");
+                rc = -EINVAL;
+                goto out;
+            }
+        }
+    }
+out:
+    if (rc < 0) {
+        tmpl_path_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+void tmpl_path_free(struct tmpl_path *p)
+{
+    if (!p)
+        return;
+    segs_free(p->segs, p->n);
+    free(p);
+}
+
+bool tmpl_path_match(const struct tmpl_path *p, const struct tmpl_slice *segs, size_t n_segs,
+                     struct tmpl_vars *vars)
+{
+    size_t first = vars->n;
+
+    if (n_segs != p->n)
+        return false;
+    for (size_t i = 0; i < n_segs; i++) {
+        const struct tmpl_seg *t = &p->segs[i];
+        if (!t->is_var) {
+            if (segs[i].len != t->len || memcmp(segs[i].s, t->text, t->len) != 0)
+                goto nomatch;
+            continue;
+        }
+        if (vars->n >= TMPL_VARS_MAX)
+            goto nomatch;
+        vars->name[vars->n] = t->text;
+        vars->value[vars->n] = segs[i];
+        vars->n++;
+    }
+    return true;
+nomatch:
+    vars->n = first;
+    return false;
+}
+
+bool tmpl_path_has_var(const struct tmpl_path *p, const char *name)
+{
+    return path_has_var(p->segs, p->n, name, strlen(name));
+}
+
+size_t tmpl_path_literals(const struct tmpl_path *p)
+{
+    return p->literals;
+}
+
+size_t tmpl_path_segments(const struct tmpl_path *p)
+{
+    return p->n;
+}
+
+int tmpl_str_parse(const char *text, struct tmpl_str **out, char *err, size_t errlen)
+{
+    struct tmpl_str *t = calloc(1, sizeof(*t));
+    struct buf lit = BUF_INIT;
+    const char *s = text;
+    int rc = 0;
+
+    if (!t)
+        return -ENOMEM;
+    while (*s) {
+        if (s[0] == '{' && s[1] == '{') {
+            rc = buf_append_byte(&lit, '{');
+            s += 2;
+        } else if (s[0] == '}' && s[1] == '}') {
+            rc = buf_append_byte(&lit, '}');
+            s += 2;
+        } else if (s[0] == '{') {
+            const char *end = strchr(s, '}');
+            if (!end || !name_valid(s + 1, (size_t)(end - s - 1))) {
+                snprintf(err, errlen, "bad placeholder at offset %zu; expected {name}",
+                         (size_t)(s - text));
+                rc = -EINVAL;
+                goto out;
+            }
+            if (lit.len) {
+                rc = seg_push(&t->parts, &t->n, (const char *)lit.data, lit.len, 0);
+                buf_reset(&lit);
+                if (rc < 0)
+                    goto out;
+            }
+            rc = seg_push(&t->parts, &t->n, s + 1, (size_t)(end - s - 1), 1);
+            s = end + 1;
+        } else if (s[0] == '}') {
+            snprintf(err, errlen, "unmatched '}' at offset %zu", (size_t)(s - text));
+            rc = -EINVAL;
+            goto out;
+        } else {
+            rc = buf_append_byte(&lit, (uint8_t)*s);
+            s++;
+        }
+        if (rc < 0)
+            goto out;
+    }
+    if (lit.len)
+        rc = seg_push(&t->parts, &t->n, (const char *)lit.data, lit.len, 0);
+out:
+    buf_free(&lit);
+    if (rc < 0) {
+        tmpl_str_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+void tmpl_str_free(struct tmpl_str *t)
+{
+    if (!t)
+        return;
+    segs_free(t->parts, t->n);
+    free(t);
+}
+
+int tmpl_str_each_var(const struct tmpl_str *t, int (*fn)(void *arg, const char *name), void *arg)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        if (!t->parts[i].is_var)
+            continue;
+        int rc = fn(arg, t->parts[i].text);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* MQTT topic levels are separated by '/', and '+' '#' are filter wildcards: a device-supplied
+ * value holding any of them could publish outside its own topics. */
+static int topic_value_ok(const struct tmpl_slice *v)
+{
+    if (v->len == 0)
+        return 0;
+    for (size_t i = 0; i < v->len; i++) {
+        char c = v->s[i];
+        if (c == '/' || c == '+' || c == '#' || c == '\0')
+            return 0;
+    }
+    return 1;
+}
+
+int tmpl_str_expand(const struct tmpl_str *t, tmpl_lookup_fn fn, void *ctx, int flags,
+                    struct buf *out, const char **bad)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const struct tmpl_seg *p = &t->parts[i];
+        struct tmpl_slice v;
+        int rc;
+
+        if (!p->is_var) {
+            rc = buf_append(out, p->text, p->len);
+        } else {
+            if (!fn(ctx, p->text, &v) || ((flags & TMPL_TOPIC) && !topic_value_ok(&v))) {
+                if (bad)
+                    *bad = p->text;
+                return -EINVAL;
+            }
+            if (flags & TMPL_JSON)
+                rc = buf_append_json_escaped(out, v.s, v.len);
+            else
+                rc = buf_append(out, v.s, v.len);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
