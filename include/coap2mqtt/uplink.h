@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The uplink pipeline: a device request (already reassembled, transport-neutral) is matched to
+ * a route, its device identified, its body decoded and shaped, and the result published.
+ * Knows nothing of libcoap, so it is unit-tested without a network.
+ */
+#ifndef COAP2MQTT_UPLINK_H
+#define COAP2MQTT_UPLINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coap2mqtt/conf.h"
+#include "coap2mqtt/route.h"
+#include "coap2mqtt/tmpl.h"
+
+enum uplink_auth {
+    UPLINK_AUTH_NONE, /* plain CoAP */
+    UPLINK_AUTH_PSK,  /* DTLS-PSK: auth_id = PSK identity */
+    UPLINK_AUTH_CERT, /* DTLS with a client certificate: auth_id = its CN */
+    UPLINK_AUTH_ANON, /* DTLS without client credentials (server certificate only) */
+};
+
+struct uplink_req {
+    unsigned method; /* CoAP request code 1..7 */
+    const struct tmpl_slice *segs;
+    size_t n_segs;
+    const struct tmpl_slice *query;
+    size_t n_query;
+    int content_format; /* CODEC_CF_NONE when absent */
+    const uint8_t *body;
+    size_t len;
+    enum uplink_auth auth;
+    const char *auth_id;
+    size_t auth_id_len;
+    const char *peer; /* printable peer address, for logs */
+};
+
+struct uplink_res {
+    unsigned code; /* class * 100 + detail: 204 = 2.04, 401 = 4.01 */
+    unsigned max_age; /* seconds; sent with 5.03 */
+    char diag[160]; /* diagnostic payload of an error response */
+};
+
+/* Publish hook: 0 when taken, -ENOBUFS when the gateway cannot take more (5.03). */
+struct uplink_ops {
+    int (*publish)(void *ctx, const char *topic, const uint8_t *payload, size_t len, int qos,
+                   bool retain);
+    void *ctx;
+};
+
+int uplink_init(const struct conf *conf, const struct route_table *routes,
+                const struct uplink_ops *ops);
+void uplink_free(void);
+void uplink_handle(const struct uplink_req *req, struct uplink_res *res);
+
+#endif
