@@ -1,3 +1,435 @@
 /* SPDX-License-Identifier: MIT */
-/* placeholder: being written */
-typedef int c2m_placeholder_north_mqtt;
+/* Northbound MQTT client on Paho MQTTAsync: connect, reconnect with backoff, status, publish. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <MQTTAsync.h>
+
+#include "coap2mqtt/log.h"
+#include "coap2mqtt/loop.h"
+#include "coap2mqtt/north.h"
+#include "coap2mqtt/tmpl.h"
+
+static struct {
+    const struct conf *conf;
+    MQTTAsync client;
+    char *uri; /* tcp:// or ssl:// as Paho wants it */
+    char *status_topic; /* expanded, NULL when disabled */
+    north_connected_fn on_connected;
+    void *arg;
+    bool connected; /* loop thread's view */
+    bool stopping;
+    unsigned backoff_s;
+    struct loop_timer retry;
+    /* Shutdown waits for the disconnect to complete on Paho's thread. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool disconnected;
+} N = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static const char STATUS_ONLINE[] = "online";
+static const char STATUS_OFFLINE[] = "offline";
+
+/* mqtt://host[:port] -> tcp://host:port; mqtts:// -> ssl:// (Paho's own schemes). */
+static int uri_from_url(const char *url, char **out)
+{
+    const char *rest;
+    const char *scheme;
+    int port;
+    char *uri = NULL;
+    const char *colon;
+    const char *bracket;
+    int n;
+
+    if (strncmp(url, "mqtt://", 7) == 0) {
+        rest = url + 7;
+        scheme = "tcp";
+        port = 1883;
+    } else if (strncmp(url, "mqtts://", 8) == 0) {
+        rest = url + 8;
+        scheme = "ssl";
+        port = 8883;
+    } else {
+        return -EINVAL;
+    }
+    bracket = strchr(rest, ']');
+    colon = strrchr(bracket ? bracket : rest, ':');
+    if (colon)
+        n = asprintf(&uri, "%s://%s", scheme, rest);
+    else
+        n = asprintf(&uri, "%s://%s:%d", scheme, rest, port);
+    if (n < 0)
+        return -ENOMEM;
+    /* A trailing '/' (mqtt://host:1883/) is not part of the address. */
+    if (uri[strlen(uri) - 1] == '/')
+        uri[strlen(uri) - 1] = '\0';
+    *out = uri;
+    return 0;
+}
+
+static bool gateway_lookup(void *ctx, const char *name, struct tmpl_slice *v)
+{
+    const struct conf *conf = ctx;
+
+    if (strcmp(name, "gateway") != 0)
+        return false;
+    v->s = conf->gateway_name;
+    v->len = strlen(conf->gateway_name);
+    return true;
+}
+
+static int expand_status_topic(const struct conf *conf, char **out)
+{
+    struct tmpl_str *t = NULL;
+    struct buf b = BUF_INIT;
+    char err[128];
+    int rc;
+
+    *out = NULL;
+    if (!conf->mqtt.status_topic || !*conf->mqtt.status_topic)
+        return 0;
+    rc = tmpl_str_parse(conf->mqtt.status_topic, &t, err, sizeof(err));
+    if (rc == 0)
+        rc = tmpl_str_expand(t, gateway_lookup, (void *)conf, TMPL_TOPIC, &b, NULL);
+    tmpl_str_free(t);
+    if (rc < 0) {
+        buf_free(&b);
+        log_msg(LOG_ERR, "north: bad status_topic '%s'", conf->mqtt.status_topic);
+        return -EINVAL;
+    }
+    *out = buf_steal(&b);
+    return 0;
+}
+
+static void job_connected(void *arg)
+{
+    (void)arg;
+    N.connected = true;
+    N.backoff_s = 0;
+    log_msg(LOG_NOTICE, "north: connected broker=%s", N.conf->mqtt.url);
+    if (N.status_topic)
+        north_publish(N.status_topic, STATUS_ONLINE, sizeof(STATUS_ONLINE) - 1, 1, true);
+    if (N.on_connected)
+        N.on_connected(N.arg);
+}
+
+static void job_lost(void *arg)
+{
+    char *cause = arg;
+
+    N.connected = false;
+    log_msg(LOG_WARNING, "north: connection lost broker=%s cause=\"%s\"", N.conf->mqtt.url,
+            cause ? cause : "unknown");
+    free(cause);
+}
+
+static int connect_now(void);
+
+static void on_retry(struct loop_timer *t)
+{
+    (void)t;
+    if (!N.stopping)
+        connect_now();
+}
+
+/* The first connection is not retried by Paho's automaticReconnect: back off here. */
+static void job_connect_failed(void *arg)
+{
+    char *why = arg;
+    unsigned max = (unsigned)N.conf->mqtt.reconnect_max;
+
+    N.backoff_s = N.backoff_s ? N.backoff_s * 2 : (unsigned)N.conf->mqtt.reconnect_min;
+    if (N.backoff_s > max)
+        N.backoff_s = max;
+    log_msg(LOG_WARNING, "north: connect failed broker=%s reason=\"%s\" retry_in=%us",
+            N.conf->mqtt.url, why ? why : "unknown", N.backoff_s);
+    free(why);
+    if (!N.stopping)
+        loop_timer_set(&N.retry, (uint64_t)N.backoff_s * 1000u);
+}
+
+static void cb_connected(void *ctx, char *cause)
+{
+    (void)ctx;
+    (void)cause;
+    loop_post(job_connected, NULL);
+}
+
+static void cb_connection_lost(void *ctx, char *cause)
+{
+    (void)ctx;
+    loop_post(job_lost, cause ? strdup(cause) : NULL);
+}
+
+static int cb_message_arrived(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+{
+    (void)ctx;
+    (void)topic_len;
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+static void cb_connect_failure(void *ctx, MQTTAsync_failureData *resp)
+{
+    (void)ctx;
+    loop_post(job_connect_failed, strdup(resp && resp->message ? resp->message : "refused"));
+}
+
+static void cb_connect_failure5(void *ctx, MQTTAsync_failureData5 *resp)
+{
+    char why[160];
+
+    (void)ctx;
+    snprintf(why, sizeof(why), "%s (reason %d)", resp && resp->message ? resp->message : "refused",
+             resp ? (int)resp->reasonCode : -1);
+    loop_post(job_connect_failed, strdup(why));
+}
+
+static void disconnect_done(void)
+{
+    pthread_mutex_lock(&N.lock);
+    N.disconnected = true;
+    pthread_cond_signal(&N.cond);
+    pthread_mutex_unlock(&N.lock);
+}
+
+static void cb_disconnect_ok(void *ctx, MQTTAsync_successData *resp)
+{
+    (void)ctx;
+    (void)resp;
+    disconnect_done();
+}
+
+static void cb_disconnect_fail(void *ctx, MQTTAsync_failureData *resp)
+{
+    (void)ctx;
+    (void)resp;
+    disconnect_done();
+}
+
+static void cb_disconnect_ok5(void *ctx, MQTTAsync_successData5 *resp)
+{
+    (void)ctx;
+    (void)resp;
+    disconnect_done();
+}
+
+static void cb_disconnect_fail5(void *ctx, MQTTAsync_failureData5 *resp)
+{
+    (void)ctx;
+    (void)resp;
+    disconnect_done();
+}
+
+static int connect_now(void)
+{
+    const struct conf_mqtt *m = &N.conf->mqtt;
+    bool v5 = m->protocol == CONF_MQTT_5;
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_connectOptions co5 = MQTTAsync_connectOptions_initializer5;
+    MQTTAsync_connectOptions *opts = v5 ? &co5 : &co;
+    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    int rc;
+
+    opts->keepAliveInterval = m->keepalive;
+    opts->automaticReconnect = 1;
+    opts->minRetryInterval = m->reconnect_min;
+    opts->maxRetryInterval = m->reconnect_max;
+    /* Paho's default window throttles QoS 1 throughput; the broker bounds it anyway. */
+    opts->maxInflight = 1000;
+    opts->connectTimeout = 10;
+    opts->context = NULL;
+    if (v5) {
+        opts->cleanstart = 1;
+        opts->onFailure5 = cb_connect_failure5;
+    } else {
+        opts->cleansession = 1;
+        opts->onFailure = cb_connect_failure;
+    }
+    if (m->username && *m->username)
+        opts->username = m->username;
+    if (m->password && *m->password)
+        opts->password = m->password;
+    if (N.status_topic) {
+        will.topicName = N.status_topic;
+        will.message = STATUS_OFFLINE;
+        will.retained = 1;
+        will.qos = 1;
+        opts->will = &will;
+    }
+    if (strncmp(N.uri, "ssl://", 6) == 0) {
+        ssl.trustStore = m->ca_file;
+        ssl.keyStore = m->cert_file;
+        ssl.privateKey = m->key_file;
+        ssl.enableServerCertAuth = m->verify;
+        ssl.verify = m->verify;
+        opts->ssl = &ssl;
+    }
+    rc = MQTTAsync_connect(N.client, opts);
+    if (rc != MQTTASYNC_SUCCESS) {
+        log_msg(LOG_ERR, "north: cannot start connecting broker=%s rc=%d", m->url, rc);
+        loop_post(job_connect_failed, strdup("client refused to connect"));
+        return -EIO;
+    }
+    log_msg(LOG_INFO, "north: connecting broker=%s client_id=%s protocol=%s", m->url,
+            m->client_id, v5 ? "5" : "3.1.1");
+    return 0;
+}
+
+int north_init(const struct conf *conf, north_connected_fn on_connected, void *arg)
+{
+    MQTTAsync_createOptions cr = MQTTAsync_createOptions_initializer;
+    int rc;
+
+    N.conf = conf;
+    N.on_connected = on_connected;
+    N.arg = arg;
+    N.retry.cb = on_retry;
+    if (!conf->mqtt.url || !*conf->mqtt.url) {
+        log_msg(LOG_ERR, "north: no broker configured (mqtt.url)");
+        return -EINVAL;
+    }
+    rc = uri_from_url(conf->mqtt.url, &N.uri);
+    if (rc < 0) {
+        log_msg(LOG_ERR, "north: bad broker url '%s'", conf->mqtt.url);
+        return rc;
+    }
+    rc = expand_status_topic(conf, &N.status_topic);
+    if (rc < 0)
+        return rc;
+    /* Buffer while the broker is away, also before the first connection succeeds. */
+    cr.sendWhileDisconnected = 1;
+    cr.allowDisconnectedSendAtAnyTime = 1;
+    cr.maxBufferedMessages = conf->mqtt.max_buffered;
+    cr.deleteOldestMessages = 0;
+    cr.MQTTVersion = conf->mqtt.protocol == CONF_MQTT_5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+    rc = MQTTAsync_createWithOptions(&N.client, N.uri, conf->mqtt.client_id,
+                                     MQTTCLIENT_PERSISTENCE_NONE, NULL, &cr);
+    if (rc != MQTTASYNC_SUCCESS) {
+        log_msg(LOG_ERR, "north: cannot create client broker=%s rc=%d", conf->mqtt.url, rc);
+        return -EINVAL;
+    }
+    MQTTAsync_setCallbacks(N.client, NULL, cb_connection_lost, cb_message_arrived, NULL);
+    MQTTAsync_setConnected(N.client, NULL, cb_connected);
+    return 0;
+}
+
+int north_start(void)
+{
+    return connect_now();
+}
+
+int north_publish(const char *topic, const void *payload, size_t len, int qos, bool retain)
+{
+    MQTTAsync_message msg = MQTTAsync_message_initializer;
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    int rc;
+
+    msg.payload = (void *)payload;
+    msg.payloadlen = (int)len;
+    msg.qos = qos;
+    msg.retained = retain;
+    rc = MQTTAsync_sendMessage(N.client, topic, &msg, &ro);
+    if (rc == MQTTASYNC_SUCCESS)
+        return 0;
+    if (rc == MQTTASYNC_MAX_BUFFERED_MESSAGES || rc == MQTTASYNC_MAX_BUFFERED)
+        return -ENOBUFS;
+    log_msg(LOG_WARNING, "north: publish failed topic=%s rc=%d", topic, rc);
+    return -EIO;
+}
+
+bool north_connected(void)
+{
+    return N.connected;
+}
+
+static unsigned long ms_left(const struct timespec *deadline)
+{
+    struct timespec now;
+    long ms;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ms = (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+    return ms > 0 ? (unsigned long)ms : 0;
+}
+
+void north_stop(unsigned timeout_ms)
+{
+    MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+    MQTTAsync_token *tokens = NULL;
+    struct timespec deadline;
+    bool v5;
+
+    if (!N.client)
+        return;
+    N.stopping = true;
+    loop_timer_cancel(&N.retry);
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    if (!MQTTAsync_isConnected(N.client))
+        return;
+    /* Readings already taken should reach the broker before we go. */
+    if (MQTTAsync_getPendingTokens(N.client, &tokens) == MQTTASYNC_SUCCESS && tokens) {
+        for (size_t i = 0; tokens[i] != -1 && ms_left(&deadline) > 0; i++)
+            MQTTAsync_waitForCompletion(N.client, tokens[i], ms_left(&deadline));
+        MQTTAsync_free(tokens);
+    }
+    /* A clean disconnect suppresses the will: say offline ourselves. */
+    if (N.status_topic) {
+        MQTTAsync_message msg = MQTTAsync_message_initializer;
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        msg.payload = (void *)STATUS_OFFLINE;
+        msg.payloadlen = (int)sizeof(STATUS_OFFLINE) - 1;
+        msg.qos = 1;
+        msg.retained = 1;
+        if (MQTTAsync_sendMessage(N.client, N.status_topic, &msg, &ro) == MQTTASYNC_SUCCESS)
+            MQTTAsync_waitForCompletion(N.client, ro.token, ms_left(&deadline));
+    }
+    v5 = N.conf->mqtt.protocol == CONF_MQTT_5;
+    d.timeout = (int)ms_left(&deadline);
+    if (v5) {
+        d.onSuccess5 = cb_disconnect_ok5;
+        d.onFailure5 = cb_disconnect_fail5;
+    } else {
+        d.onSuccess = cb_disconnect_ok;
+        d.onFailure = cb_disconnect_fail;
+    }
+    pthread_mutex_lock(&N.lock);
+    N.disconnected = false;
+    pthread_mutex_unlock(&N.lock);
+    if (MQTTAsync_disconnect(N.client, &d) != MQTTASYNC_SUCCESS)
+        return;
+    pthread_mutex_lock(&N.lock);
+    while (!N.disconnected) {
+        struct timespec rt;
+        clock_gettime(CLOCK_REALTIME, &rt);
+        rt.tv_sec += 1;
+        pthread_cond_timedwait(&N.cond, &N.lock, &rt);
+        if (ms_left(&deadline) == 0)
+            break;
+    }
+    pthread_mutex_unlock(&N.lock);
+    log_msg(LOG_INFO, "north: disconnected broker=%s", N.conf->mqtt.url);
+}
+
+void north_free(void)
+{
+    if (N.client)
+        MQTTAsync_destroy(&N.client);
+    free(N.uri);
+    free(N.status_topic);
+    N.uri = NULL;
+    N.status_topic = NULL;
+    N.connected = false;
+}
