@@ -1,3 +1,277 @@
 /* SPDX-License-Identifier: MIT */
-/* placeholder: being written */
-typedef int c2m_placeholder_south_coap;
+/* Southbound CoAP server: libcoap context in our loop, listeners, the catch-all handler. */
+#include <errno.h>
+#include <netdb.h>
+#include <sys/epoll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coap2mqtt/codec.h"
+#include "coap2mqtt/log.h"
+#include "coap2mqtt/loop.h"
+#include "coap2mqtt/south.h"
+#include "south_internal.h"
+
+#define SOUTH_MAX_SEGS 32
+#define SOUTH_MAX_QUERY 16
+
+static struct {
+    const struct conf *conf;
+    coap_context_t *ctx;
+    struct loop_fd fd;
+    struct loop_timer tick;
+    unsigned sessions;
+} S;
+
+static void set_error(coap_pdu_t *response, unsigned code, const char *diag, unsigned max_age)
+{
+    coap_pdu_set_code(response, COAP_RESPONSE_CODE(code));
+    if (max_age) {
+        uint8_t buf[4];
+        coap_add_option(response, COAP_OPTION_MAXAGE,
+                        coap_encode_var_safe(buf, sizeof(buf), max_age), buf);
+    }
+    /* RFC 7252 5.5.2: a diagnostic payload explains an error to a human. */
+    if (diag && *diag)
+        coap_add_data(response, strlen(diag), (const uint8_t *)diag);
+}
+
+/* Uri-Path and Uri-Query values as they are in the options: a '/' inside a segment stays
+ * inside it (coap_get_uri_path() would join segments and lose that). */
+static int collect_options(const coap_pdu_t *request, struct tmpl_slice *segs, size_t *n_segs,
+                           struct tmpl_slice *query, size_t *n_query, int *cf)
+{
+    coap_opt_iterator_t it;
+    coap_opt_t *opt;
+
+    *n_segs = *n_query = 0;
+    *cf = CODEC_CF_NONE;
+    coap_option_iterator_init(request, &it, COAP_OPT_ALL);
+    while ((opt = coap_option_next(&it)) != NULL) {
+        struct tmpl_slice v = {(const char *)coap_opt_value(opt), coap_opt_length(opt)};
+
+        if (it.number == COAP_OPTION_URI_PATH) {
+            /* An empty lone segment is how some clients say "/". */
+            if (v.len == 0 && *n_segs == 0)
+                continue;
+            if (*n_segs >= SOUTH_MAX_SEGS)
+                return -E2BIG;
+            segs[(*n_segs)++] = v;
+        } else if (it.number == COAP_OPTION_URI_QUERY) {
+            if (*n_query >= SOUTH_MAX_QUERY)
+                return -E2BIG;
+            query[(*n_query)++] = v;
+        } else if (it.number == COAP_OPTION_CONTENT_FORMAT) {
+            *cf = (int)coap_decode_var_bytes(coap_opt_value(opt), coap_opt_length(opt));
+        }
+    }
+    return 0;
+}
+
+static void handle_request(coap_resource_t *resource, coap_session_t *session,
+                           const coap_pdu_t *request, const coap_string_t *query_str,
+                           coap_pdu_t *response)
+{
+    struct tmpl_slice segs[SOUTH_MAX_SEGS], query[SOUTH_MAX_QUERY];
+    struct uplink_req req = {0};
+    struct uplink_res res;
+    coap_block_b_t block;
+    char peer[INET6_ADDRSTRLEN + 16];
+    size_t len = 0, offset = 0, total = 0;
+    const uint8_t *data = NULL;
+
+    (void)resource;
+    (void)query_str;
+    peer[coap_print_addr(coap_session_get_addr_remote(session), (uint8_t *)peer,
+                         sizeof(peer) - 1)] = '\0';
+    req.peer = peer;
+    req.method = coap_pdu_get_code(request);
+    if (S.sessions > S.conf->coap.max_sessions) {
+        log_msg(LOG_WARNING, "south: rejected peer=%s code=5.03 reason=\"too many sessions\"",
+                peer);
+        set_error(response, 503, "too many sessions", 30);
+        return;
+    }
+    if (collect_options(request, segs, &req.n_segs, query, &req.n_query, &req.content_format) <
+        0) {
+        set_error(response, 400, "too many path or query options", 0);
+        return;
+    }
+    /* libcoap 4.3.1 hands a Block1 upload without Size1 over after its first block, still
+     * marked "more to come": publishing it would silently truncate the body. */
+    if (coap_get_block_b(session, request, COAP_OPTION_BLOCK1, &block) && block.m) {
+        log_msg(LOG_INFO,
+                "south: rejected peer=%s code=4.08 reason=\"block-wise upload without Size1\"",
+                peer);
+        set_error(response, 408, "block-wise upload without Size1 is not supported", 0);
+        return;
+    }
+    coap_get_data_large(request, &len, &data, &offset, &total);
+    /* The last block again (its response was lost): the body was published already. */
+    if (offset != 0 || len != total) {
+        log_msg(LOG_DEBUG, "south: repeated final block peer=%s offset=%zu len=%zu total=%zu",
+                peer, offset, len, total);
+        coap_pdu_set_code(response, COAP_RESPONSE_CODE(204));
+        return;
+    }
+    req.segs = segs;
+    req.query = query;
+    req.body = data;
+    req.len = len;
+    req.auth = south_dtls_session_auth(session, &req.auth_id, &req.auth_id_len);
+    uplink_handle(&req, &res);
+    if (res.code / 100 == 2)
+        coap_pdu_set_code(response, COAP_RESPONSE_CODE(res.code));
+    else
+        set_error(response, res.code, res.diag, res.max_age);
+}
+
+static int event_handler(coap_session_t *session, const coap_event_t event)
+{
+    switch (event) {
+    case COAP_EVENT_SERVER_SESSION_NEW:
+        S.sessions++;
+        break;
+    case COAP_EVENT_SERVER_SESSION_DEL:
+        if (S.sessions)
+            S.sessions--;
+        south_dtls_session_gone(session);
+        break;
+    case COAP_EVENT_DTLS_ERROR:
+        log_msg(LOG_INFO, "south: DTLS handshake failed peer=%s",
+                coap_session_str(session));
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static void process(void)
+{
+    coap_io_process(S.ctx, COAP_IO_NO_WAIT);
+}
+
+static void on_coap_fd(struct loop_fd *fd, uint32_t events)
+{
+    (void)fd;
+    (void)events;
+    process();
+}
+
+/* libcoap keeps its own timers inside its epoll fd; this tick only bounds the time between
+ * two passes if a timer is ever missed (cheap: one call a second). */
+static void on_tick(struct loop_timer *t)
+{
+    process();
+    loop_timer_set(t, 1000);
+}
+
+static int add_listener(const struct conf_listener *l)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char port[8];
+    coap_address_t addr;
+    coap_proto_t proto = l->scheme == CONF_SCHEME_COAPS ? COAP_PROTO_DTLS : COAP_PROTO_UDP;
+    int rc;
+
+    snprintf(port, sizeof(port), "%u", l->port);
+    rc = getaddrinfo(l->host, port, &hints, &ai);
+    if (rc != 0 || !ai) {
+        log_msg(LOG_ERR, "south: cannot resolve listener host=%s: %s", l->host,
+                gai_strerror(rc));
+        return -EINVAL;
+    }
+    coap_address_init(&addr);
+    addr.size = ai->ai_addrlen;
+    memcpy(&addr.addr, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (!coap_new_endpoint(S.ctx, &addr, proto)) {
+        log_msg(LOG_ERR, "south: cannot listen on %s://%s%s%s:%u", proto == COAP_PROTO_DTLS
+                ? "coaps" : "coap", strchr(l->host, ':') ? "[" : "", l->host,
+                strchr(l->host, ':') ? "]" : "", l->port);
+        return -EADDRINUSE;
+    }
+    log_msg(LOG_INFO, "south: listening on %s://%s%s%s:%u",
+            proto == COAP_PROTO_DTLS ? "coaps" : "coap", strchr(l->host, ':') ? "[" : "",
+            l->host, strchr(l->host, ':') ? "]" : "", l->port);
+    return 0;
+}
+
+int south_init(const struct conf *conf)
+{
+    static const coap_request_t methods[] = {COAP_REQUEST_GET,    COAP_REQUEST_POST,
+                                             COAP_REQUEST_PUT,    COAP_REQUEST_DELETE,
+                                             COAP_REQUEST_FETCH,  COAP_REQUEST_PATCH,
+                                             COAP_REQUEST_IPATCH};
+    coap_resource_t *r;
+    bool dtls = false;
+    const char *loss = getenv("C2M_TEST_PACKET_LOSS");
+    int rc;
+
+    S.conf = conf;
+    coap_startup();
+    S.ctx = coap_new_context(NULL);
+    if (!S.ctx)
+        return -ENOMEM;
+    if (loss && *loss && !coap_debug_set_packet_loss(loss))
+        log_msg(LOG_WARNING, "south: ignoring bad C2M_TEST_PACKET_LOSS '%s'", loss);
+    coap_context_set_block_mode(S.ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+    coap_context_set_session_timeout(S.ctx, conf->coap.session_timeout);
+    coap_context_set_max_idle_sessions(S.ctx, conf->coap.max_sessions);
+    coap_context_set_max_handshake_sessions(S.ctx, conf->coap.max_sessions < 100
+                                                        ? conf->coap.max_sessions : 100);
+    coap_register_event_handler(S.ctx, event_handler);
+    for (size_t i = 0; i < conf->coap.n_listeners; i++)
+        if (conf->coap.listeners[i].scheme == CONF_SCHEME_COAPS)
+            dtls = true;
+    if (dtls) {
+        rc = south_dtls_setup(S.ctx, conf);
+        if (rc < 0)
+            return rc;
+    }
+    r = coap_resource_unknown_init2(handle_request, 0);
+    if (!r)
+        return -ENOMEM;
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        coap_register_request_handler(r, methods[i], handle_request);
+    coap_add_resource(S.ctx, r);
+    for (size_t i = 0; i < conf->coap.n_listeners; i++) {
+        rc = add_listener(&conf->coap.listeners[i]);
+        if (rc < 0)
+            return rc;
+    }
+    S.fd.fd = coap_context_get_coap_fd(S.ctx);
+    S.fd.cb = on_coap_fd;
+    if (S.fd.fd < 0) {
+        log_msg(LOG_ERR, "south: this libcoap has no epoll support");
+        return -ENOTSUP;
+    }
+    rc = loop_fd_add(&S.fd, EPOLLIN);
+    if (rc < 0)
+        return rc;
+    S.tick.cb = on_tick;
+    loop_timer_set(&S.tick, 1000);
+    return 0;
+}
+
+void south_free(void)
+{
+    if (S.ctx) {
+        loop_timer_cancel(&S.tick);
+        if (S.fd.fd >= 0)
+            loop_fd_del(&S.fd);
+        coap_free_context(S.ctx);
+        S.ctx = NULL;
+    }
+    south_dtls_free();
+    coap_cleanup();
+}
+
+unsigned south_session_count(void)
+{
+    return S.sessions;
+}

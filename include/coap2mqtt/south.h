@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+/* The CoAP side: libcoap context, UDP/DTLS listeners, requests handed to the uplink. */
+#ifndef COAP2MQTT_SOUTH_H
+#define COAP2MQTT_SOUTH_H
+
+#include "coap2mqtt/conf.h"
+
+/**
+ * Create the libcoap context, bind every listener and register with the loop.
+ * @return 0, or a negative errno (logged with the listener that failed).
+ */
+int south_init(const struct conf *conf);
+void south_free(void);
+/* Sessions currently open (plain and DTLS). */
+unsigned south_session_count(void);
+
+#endif

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/* Declarations shared by the southbound files (south_coap.c, south_dtls.c). */
+#ifndef COAP2MQTT_SOUTH_INTERNAL_H
+#define COAP2MQTT_SOUTH_INTERNAL_H
+
+#include <coap3/coap.h>
+
+#include "coap2mqtt/conf.h"
+#include "coap2mqtt/uplink.h"
+
+/* Install PSK (per-device keys) and, when configured, PKI on ctx. 0 or -EINVAL (logged). */
+int south_dtls_setup(coap_context_t *ctx, const struct conf *conf);
+void south_dtls_free(void);
+/* How the peer of session authenticated; *id points at its PSK identity or CN. */
+enum uplink_auth south_dtls_session_auth(const coap_session_t *session, const char **id,
+                                         size_t *len);
+/* Release what south_dtls attached to a session that is going away. */
+void south_dtls_session_gone(coap_session_t *session);
+
+#endif
