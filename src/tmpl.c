@@ -190,6 +190,8 @@ size_t tmpl_path_segments(const struct tmpl_path *p)
     return p->n;
 }
 
+/* Only "{name}" is a placeholder: any other brace is literal, so JSON payload templates such
+ * as {"device":"{device}"} need no escaping. */
 int tmpl_str_parse(const char *text, struct tmpl_str **out, char *err, size_t errlen)
 {
     struct tmpl_str *t = calloc(1, sizeof(*t));
@@ -197,23 +199,14 @@ int tmpl_str_parse(const char *text, struct tmpl_str **out, char *err, size_t er
     const char *s = text;
     int rc = 0;
 
+    (void)err;
+    (void)errlen;
     if (!t)
         return -ENOMEM;
     while (*s) {
-        if (s[0] == '{' && s[1] == '{') {
-            rc = buf_append_byte(&lit, '{');
-            s += 2;
-        } else if (s[0] == '}' && s[1] == '}') {
-            rc = buf_append_byte(&lit, '}');
-            s += 2;
-        } else if (s[0] == '{') {
-            const char *end = strchr(s, '}');
-            if (!end || !name_valid(s + 1, (size_t)(end - s - 1))) {
-                snprintf(err, errlen, "bad placeholder at offset %zu; expected {name}",
-                         (size_t)(s - text));
-                rc = -EINVAL;
-                goto out;
-            }
+        const char *end = s[0] == '{' ? strchr(s, '}') : NULL;
+
+        if (end && name_valid(s + 1, (size_t)(end - s - 1))) {
             if (lit.len) {
                 rc = seg_push(&t->parts, &t->n, (const char *)lit.data, lit.len, 0);
                 buf_reset(&lit);
@@ -222,10 +215,6 @@ int tmpl_str_parse(const char *text, struct tmpl_str **out, char *err, size_t er
             }
             rc = seg_push(&t->parts, &t->n, s + 1, (size_t)(end - s - 1), 1);
             s = end + 1;
-        } else if (s[0] == '}') {
-            snprintf(err, errlen, "unmatched '}' at offset %zu", (size_t)(s - text));
-            rc = -EINVAL;
-            goto out;
         } else {
             rc = buf_append_byte(&lit, (uint8_t)*s);
             s++;

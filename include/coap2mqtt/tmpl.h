@@ -43,7 +43,8 @@ bool tmpl_path_has_var(const struct tmpl_path *p, const char *name);
 size_t tmpl_path_literals(const struct tmpl_path *p);
 size_t tmpl_path_segments(const struct tmpl_path *p);
 
-/* Parse a string template with {name} placeholders; "{{" and "}}" are literal braces. */
+/* Parse a string template: "{name}" (name = [A-Za-z0-9_]+) is a placeholder, every other
+ * brace is literal text. Fails only with -ENOMEM. */
 int tmpl_str_parse(const char *text, struct tmpl_str **out, char *err, size_t errlen);
 void tmpl_str_free(struct tmpl_str *t);
 /* Calls fn(arg, name) for each placeholder; stops and returns the first non-zero result. */

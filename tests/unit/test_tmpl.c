@@ -1,18 +1,205 @@
 /* SPDX-License-Identifier: MIT */
+/* Unit tests: URI path templates and topic/payload string templates. */
+#include <errno.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
+#include <string.h>
+
 #include <cmocka.h>
 
-static void placeholder(void **state)
+#include "coap2mqtt/tmpl.h"
+
+static size_t split(const char *path, struct tmpl_slice *segs)
 {
+    size_t n = 0;
+    const char *s = path + 1;
+
+    while (*s) {
+        const char *e = strchr(s, '/');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        segs[n].s = s;
+        segs[n].len = len;
+        n++;
+        s += len;
+        if (*s == '/')
+            s++;
+    }
+    return n;
+}
+
+static void test_path_match_captures(void **state)
+{
+    struct tmpl_path *p = NULL;
+    struct tmpl_slice segs[8];
+    struct tmpl_vars vars = {0};
+    char err[128];
+    size_t n;
+
     (void)state;
-    skip();
+    assert_int_equal(tmpl_path_parse("/api/v1/{token}/telemetry", &p, err, sizeof(err)), 0);
+    assert_int_equal(tmpl_path_literals(p), 3);
+    assert_int_equal(tmpl_path_segments(p), 4);
+    assert_true(tmpl_path_has_var(p, "token"));
+    assert_false(tmpl_path_has_var(p, "tok"));
+    n = split("/api/v1/A1_TEST_TOKEN/telemetry", segs);
+    assert_true(tmpl_path_match(p, segs, n, &vars));
+    assert_int_equal(vars.n, 1);
+    assert_string_equal(vars.name[0], "token");
+    assert_int_equal(vars.value[0].len, strlen("A1_TEST_TOKEN"));
+    assert_memory_equal(vars.value[0].s, "A1_TEST_TOKEN", vars.value[0].len);
+    tmpl_path_free(p);
+}
+
+static void test_path_no_match_restores_vars(void **state)
+{
+    struct tmpl_path *p = NULL;
+    struct tmpl_slice segs[8];
+    struct tmpl_vars vars = {0};
+    char err[128];
+
+    (void)state;
+    assert_int_equal(tmpl_path_parse("/a/{x}/c", &p, err, sizeof(err)), 0);
+    assert_false(tmpl_path_match(p, segs, split("/a/b/d", segs), &vars));
+    assert_int_equal(vars.n, 0);
+    assert_false(tmpl_path_match(p, segs, split("/a/b", segs), &vars));
+    assert_false(tmpl_path_match(p, segs, split("/a/b/c/d", segs), &vars));
+    assert_true(tmpl_path_match(p, segs, split("/a/b/c", segs), &vars));
+    tmpl_path_free(p);
+}
+
+static void test_path_parse_errors(void **state)
+{
+    static const struct {
+        const char *text, *msg;
+    } cases[] = {
+        {"api/v1", "path must start with '/'"},
+        {"/a//b", "empty path segment"},
+        {"/a/{x", "bad variable segment '{x'; expected {name} with letters, digits, _"},
+        {"/a/{x-y}", "bad variable segment '{x-y}'; expected {name} with letters, digits, _"},
+        {"/a/{x}/{x}", "variable 'x' appears twice"},
+        {"/a/pre{x}", "a variable must be a whole segment, got 'pre{x}'"},
+        {"/a/", "trailing '/'"},
+    };
+    char err[128];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct tmpl_path *p = NULL;
+        assert_int_equal(tmpl_path_parse(cases[i].text, &p, err, sizeof(err)), -EINVAL);
+        assert_null(p);
+        assert_string_equal(err, cases[i].msg);
+    }
+}
+
+static bool lookup(void *ctx, const char *name, struct tmpl_slice *v)
+{
+    const char *const *kv = ctx;
+
+    for (; kv[0]; kv += 2) {
+        if (strcmp(kv[0], name) == 0) {
+            v->s = kv[1];
+            v->len = strlen(kv[1]);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void test_str_expand_topic(void **state)
+{
+    const char *vars[] = {"gateway", "gw1", "device", "Device A", "ch", "temp", NULL};
+    struct tmpl_str *t = NULL;
+    struct buf out = BUF_INIT;
+    char err[128];
+
+    (void)state;
+    assert_int_equal(tmpl_str_parse("site/{gateway}/{device}/{ch}/{raw-x}", &t, err, sizeof(err)),
+                     0);
+    assert_int_equal(tmpl_str_expand(t, lookup, vars, TMPL_TOPIC, &out, NULL), 0);
+    assert_string_equal((char *)out.data, "site/gw1/Device A/temp/{raw-x}");
+    buf_free(&out);
+    tmpl_str_free(t);
+}
+
+static void test_str_expand_refuses_injection(void **state)
+{
+    static const char *const bad_values[] = {"a+b", "#", "a/b", ""};
+    struct tmpl_str *t = NULL;
+    char err[128];
+
+    (void)state;
+    assert_int_equal(tmpl_str_parse("raw/{ch}", &t, err, sizeof(err)), 0);
+    for (size_t i = 0; i < 4; i++) {
+        const char *vars[] = {"ch", bad_values[i], NULL};
+        struct buf out = BUF_INIT;
+        const char *bad = NULL;
+        assert_int_equal(tmpl_str_expand(t, lookup, (void *)vars, TMPL_TOPIC, &out, &bad),
+                         -EINVAL);
+        assert_string_equal(bad, "ch");
+        buf_free(&out);
+    }
+    /* Without TMPL_TOPIC the same value is fine (payload templates). */
+    {
+        const char *vars[] = {"ch", "a/b", NULL};
+        struct buf out = BUF_INIT;
+        assert_int_equal(tmpl_str_expand(t, lookup, (void *)vars, 0, &out, NULL), 0);
+        assert_string_equal((char *)out.data, "raw/a/b");
+        buf_free(&out);
+    }
+    tmpl_str_free(t);
+}
+
+static void test_str_expand_json_escapes(void **state)
+{
+    const char *vars[] = {"device", "A \"q\"\\\n", "type", "t", NULL};
+    struct tmpl_str *t = NULL;
+    struct buf out = BUF_INIT;
+    char err[128];
+
+    (void)state;
+    /* JSON braces around placeholders stay literal. */
+    assert_int_equal(
+        tmpl_str_parse("{\"device\":\"{device}\",\"type\":\"{type}\"}", &t, err, sizeof(err)),
+        0);
+    assert_int_equal(tmpl_str_expand(t, lookup, vars, TMPL_JSON, &out, NULL), 0);
+    assert_string_equal((char *)out.data, "{\"device\":\"A \\\"q\\\"\\\\\\n\",\"type\":\"t\"}");
+    buf_free(&out);
+    tmpl_str_free(t);
+}
+
+static void test_str_unknown_var(void **state)
+{
+    const char *vars[] = {NULL};
+    struct tmpl_str *t = NULL;
+    struct buf out = BUF_INIT;
+    const char *bad = NULL;
+    char err[128];
+
+    (void)state;
+    assert_int_equal(tmpl_str_parse("x/{nope}", &t, err, sizeof(err)), 0);
+    assert_int_equal(tmpl_str_expand(t, lookup, vars, 0, &out, &bad), -EINVAL);
+    assert_string_equal(bad, "nope");
+    buf_free(&out);
+    tmpl_str_free(t);
+    assert_int_equal(tmpl_str_parse("x/}{", &t, err, sizeof(err)), 0);
+    assert_int_equal(tmpl_str_expand(t, lookup, vars, 0, &out, &bad), 0);
+    assert_string_equal((char *)out.data, "x/}{");
+    buf_free(&out);
+    tmpl_str_free(t);
 }
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(placeholder)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_path_match_captures),
+        cmocka_unit_test(test_path_no_match_restores_vars),
+        cmocka_unit_test(test_path_parse_errors),
+        cmocka_unit_test(test_str_expand_topic),
+        cmocka_unit_test(test_str_expand_refuses_injection),
+        cmocka_unit_test(test_str_expand_json_escapes),
+        cmocka_unit_test(test_str_unknown_var),
+    };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
