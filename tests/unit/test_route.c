@@ -10,15 +10,18 @@
 
 #include "coap2mqtt/route.h"
 
-static struct conf_query q_fmt[] = {{"format", "csv"}, {"unit", "{unit}"}};
+/* -Wwrite-strings makes literals const; the conf structs hold mutable strings. */
+#define S(x) ((char *)(x))
+
+static struct conf_query q_fmt[] = {{S("format"), S("csv")}, {S("unit"), S("{unit}")}};
 
 static struct conf_route routes[] = {
-    {.name = "by-token", .methods = CONF_METHOD_POST, .path = "/api/v1/{token}/telemetry",
-     .topic = "t/{token}"},
-    {.name = "dtls", .methods = CONF_METHOD_POST | CONF_METHOD_PUT,
-     .path = "/api/v1/telemetry/now", .topic = "t/dtls"},
-    {.name = "query", .methods = CONF_METHOD_PUT, .path = "/q/{id}", .query = q_fmt,
-     .n_query = 2, .topic = "q/{id}/{unit}"},
+    {.name = S("by-token"), .methods = CONF_METHOD_POST, .path = S("/api/v1/{token}/telemetry"),
+     .topic = S("t/{token}")},
+    {.name = S("dtls"), .methods = CONF_METHOD_POST | CONF_METHOD_PUT,
+     .path = S("/api/v1/telemetry/now"), .topic = S("t/dtls")},
+    {.name = S("query"), .methods = CONF_METHOD_PUT, .path = S("/q/{id}"), .query = q_fmt,
+     .n_query = 2, .topic = S("q/{id}/{unit}")},
 };
 
 static struct conf conf = {.routes = routes, .n_routes = 3};
