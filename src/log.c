@@ -40,7 +40,7 @@ int log_level_from_name(const char *name)
     return -1;
 }
 
-static void log_vwrite(int level, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 2, 0))) log_vwrite(int level, const char *fmt, va_list ap)
 {
     char line[1024];
     int n;
