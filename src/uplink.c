@@ -296,7 +296,7 @@ static int encode(struct uplink_job *j, struct buf *out)
     char why[160];
     int rc;
 
-    if (c->output == CONF_OUT_RAW || !j->data ||
+    if (c->output == CONF_OUT_RAW || j->fmt == CONF_FMT_OCTETS ||
         (c->shape == CONF_SHAPE_BODY && c->output == CONF_OUT_JSON && j->fmt == CONF_FMT_JSON))
         return buf_append(out, j->req->body, j->req->len);
     rc = shape_build(c->shape, j->data, &sc, &doc, why, sizeof(why));
