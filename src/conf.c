@@ -359,7 +359,8 @@ static int read_device(struct conf_loader *ld, yaml_node_t *v, struct conf_devic
         return rc;
     if (!d->name || !*d->name)
         return conf_err(ld, v, "device #%zu has no 'name'", idx + 1);
-    if (d->psk_identity && !d->psk_key)
+    if (d->psk_identity && !d->psk_key && !conf_map_get(ld, v, "psk_key") &&
+        !conf_map_get(ld, v, "psk_key_hex"))
         rc = conf_err(ld, v, "device '%s' has a 'psk_identity' but no 'psk_key'", d->name);
     if (d->psk_key && !d->psk_identity)
         rc = conf_err(ld, v, "device '%s' has a 'psk_key' but no 'psk_identity'", d->name);
@@ -507,22 +508,25 @@ static int check_all(struct conf_loader *ld)
         rc = conf_err_at(ld, ld->seen[0].file ? &ld->seen[0] : NULL,
                          "'name' must be non-empty without '+', '#' or '/', got '%s'",
                          c->gateway_name);
+    for (size_t i = 0; i < c->n_devices; i++)
+        psk |= c->devices[i].psk_identity && c->devices[i].psk_key;
+    /* Without a listen list: plain CoAP, and DTLS only when there are credentials for it. */
     if (!c->coap.listeners) {
-        static const struct conf_listener dflt[] = {{CONF_SCHEME_COAP, NULL, 5683, {0}},
-                                                    {CONF_SCHEME_COAPS, NULL, 5684, {0}}};
-        c->coap.listeners = calloc(2, sizeof(*c->coap.listeners));
+        size_t n = (psk || c->coap.cert_file) ? 2 : 1;
+        c->coap.listeners = calloc(n, sizeof(*c->coap.listeners));
         if (!c->coap.listeners)
             return -ENOMEM;
-        for (size_t i = 0; i < 2; i++) {
-            c->coap.listeners[i] = dflt[i];
+        for (size_t i = 0; i < n; i++) {
+            c->coap.listeners[i].scheme = i ? CONF_SCHEME_COAPS : CONF_SCHEME_COAP;
+            c->coap.listeners[i].port = i ? 5684 : 5683;
             c->coap.listeners[i].host = strdup("::");
+            if (!c->coap.listeners[i].host)
+                return -ENOMEM;
         }
-        c->coap.n_listeners = 2;
+        c->coap.n_listeners = n;
     }
     for (size_t i = 0; i < c->coap.n_listeners; i++)
         coaps |= c->coap.listeners[i].scheme == CONF_SCHEME_COAPS;
-    for (size_t i = 0; i < c->n_devices; i++)
-        psk |= c->devices[i].psk_identity && c->devices[i].psk_key;
     if (!!c->coap.cert_file != !!c->coap.key_file)
         rc = conf_err_at(ld, ld->seen[1].file ? &ld->seen[1] : NULL,
                          "'cert' and 'key' go together: give both or neither");
