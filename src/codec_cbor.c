@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +16,6 @@
 #include <json-c/json.h>
 
 #include "codec_internal.h"
-
-#define CBOR_INDEFINITE UINT64_MAX
 
 struct reader {
     const uint8_t *p;
@@ -46,8 +45,8 @@ static size_t left(const struct reader *r)
     return r->len - r->pos;
 }
 
-/* Initial byte and argument; *arg = CBOR_INDEFINITE for additional information 31. */
-static int read_head(struct reader *r, uint8_t *major, uint8_t *ai, uint64_t *arg)
+/* Initial byte and argument; *indef for additional information 31 (indefinite length). */
+static int read_head(struct reader *r, uint8_t *major, uint8_t *ai, uint64_t *arg, bool *indef)
 {
     uint8_t ib;
     size_t n;
@@ -57,12 +56,14 @@ static int read_head(struct reader *r, uint8_t *major, uint8_t *ai, uint64_t *ar
     ib = r->p[r->pos++];
     *major = ib >> 5;
     *ai = ib & 0x1f;
+    *indef = false;
     if (*ai < 24) {
         *arg = *ai;
         return 0;
     }
     if (*ai == 31) {
-        *arg = CBOR_INDEFINITE;
+        *arg = 0;
+        *indef = true;
         return 0;
     }
     if (*ai > 27)
@@ -104,9 +105,9 @@ static void base64url(struct buf *out, const uint8_t *s, size_t len)
 }
 
 /* Byte or text string, definite or as indefinite chunks of the same major type. */
-static int read_string(struct reader *r, uint8_t major, uint64_t arg, struct buf *raw)
+static int read_string(struct reader *r, uint8_t major, uint64_t arg, bool indef, struct buf *raw)
 {
-    if (arg != CBOR_INDEFINITE) {
+    if (!indef) {
         if (arg > left(r))
             return fail(r, "string of %llu bytes but %zu left", (unsigned long long)arg,
                         left(r));
@@ -118,32 +119,47 @@ static int read_string(struct reader *r, uint8_t major, uint64_t arg, struct buf
     for (;;) {
         uint8_t m, ai;
         uint64_t n;
+        bool chunk_indef;
         int rc;
 
         if (left(r) >= 1 && r->p[r->pos] == 0xff) {
             r->pos++;
             return 0;
         }
-        rc = read_head(r, &m, &ai, &n);
+        rc = read_head(r, &m, &ai, &n, &chunk_indef);
         if (rc < 0)
             return rc;
-        if (m != major || n == CBOR_INDEFINITE)
+        if (m != major || chunk_indef)
             return fail(r, "bad chunk in an indefinite-length string");
-        rc = read_string(r, major, n, raw);
+        rc = read_string(r, major, n, false, raw);
         if (rc < 0)
             return rc;
     }
 }
 
-/* Shortest decimal text that reads back as the same value, so 25.7 is not 25.699999. */
+/* Shortest decimal text that reads back as the same value, so 25.7 is not 25.699999; plain
+ * decimals where they are readable (100000.0 rather than 1e+05). */
+static bool same_value(const char *text, double d, int single)
+{
+    double back = strtod(text, NULL);
+
+    return single ? (float)back == (float)d : back == d;
+}
+
 static struct json_object *new_double(double d, int single)
 {
-    char text[40];
+    char text[64];
+    bool found = false;
 
-    for (int prec = 1; prec <= 17; prec++) {
+    if (fabs(d) >= 1e-4 && fabs(d) < 1e15) {
+        for (int dec = 0; dec <= 17 && !found; dec++) {
+            snprintf(text, sizeof(text), "%.*f", dec, d);
+            found = same_value(text, d, single);
+        }
+    }
+    for (int prec = 1; prec <= 17 && !found; prec++) {
         snprintf(text, sizeof(text), "%.*g", prec, d);
-        if (single ? (float)strtod(text, NULL) == (float)d : strtod(text, NULL) == d)
-            break;
+        found = same_value(text, d, single);
     }
     /* Keep it a JSON number that reads as a float: "1" for 1.0 would become an integer. */
     if (!strpbrk(text, ".eEn"))
@@ -228,8 +244,8 @@ static int read_key(struct reader *r, int depth, struct buf *key)
     return rc;
 }
 
-static int read_container(struct reader *r, uint8_t major, uint64_t arg, int depth,
-                          struct json_object **out)
+static int read_container(struct reader *r, uint8_t major, uint64_t arg, bool indef,
+                          int depth, struct json_object **out)
 {
     struct json_object *c = major == 4 ? json_object_new_array() : json_object_new_object();
     uint64_t per = major == 4 ? 1 : 2;
@@ -238,7 +254,7 @@ static int read_container(struct reader *r, uint8_t major, uint64_t arg, int dep
     if (!c)
         return -ENOMEM;
     /* Each item takes at least one byte: a count beyond the bytes left is a lie. */
-    if (arg != CBOR_INDEFINITE && arg > left(r) / per) {
+    if (!indef && arg > left(r) / per) {
         json_object_put(c);
         return fail(r, "%s of %llu items but %zu bytes left", major == 4 ? "array" : "map",
                     (unsigned long long)arg, left(r));
@@ -247,7 +263,7 @@ static int read_container(struct reader *r, uint8_t major, uint64_t arg, int dep
         struct json_object *v = NULL;
         struct buf key = BUF_INIT;
 
-        if (arg == CBOR_INDEFINITE) {
+        if (indef) {
             if (left(r) >= 1 && r->p[r->pos] == 0xff) {
                 r->pos++;
                 break;
@@ -277,8 +293,9 @@ static int read_container(struct reader *r, uint8_t major, uint64_t arg, int dep
 
 static int read_item(struct reader *r, int depth, struct json_object **out)
 {
-    uint8_t major, ai;
-    uint64_t arg;
+    uint8_t major = 0, ai = 0;
+    uint64_t arg = 0;
+    bool indef = false;
     struct buf raw = BUF_INIT;
     int rc;
 
@@ -287,10 +304,10 @@ static int read_item(struct reader *r, int depth, struct json_object **out)
         return fail(r, "nested deeper than %d", CODEC_MAX_DEPTH);
     rc = count_item(r);
     if (rc == 0)
-        rc = read_head(r, &major, &ai, &arg);
+        rc = read_head(r, &major, &ai, &arg, &indef);
     if (rc < 0)
         return rc;
-    if (arg == CBOR_INDEFINITE && (major == 0 || major == 1 || major == 6))
+    if (indef && (major == 0 || major == 1 || major == 6))
         return fail(r, "indefinite length on major type %u", major);
     switch (major) {
     case 0:
@@ -303,7 +320,7 @@ static int read_item(struct reader *r, int depth, struct json_object **out)
         break;
     case 2:
     case 3:
-        rc = read_string(r, major, arg, &raw);
+        rc = read_string(r, major, arg, indef, &raw);
         if (rc == 0 && major == 3 && codec_utf8_check(raw.data, raw.len) != raw.len)
             rc = fail(r, "text string is not UTF-8");
         if (rc == 0 && major == 2) {
@@ -321,7 +338,7 @@ static int read_item(struct reader *r, int depth, struct json_object **out)
         break;
     case 4:
     case 5:
-        return read_container(r, major, arg, depth + 1, out);
+        return read_container(r, major, arg, indef, depth + 1, out);
     case 6: /* tags carry meaning JSON cannot express: keep the content */
         return read_item(r, depth + 1, out);
     default:

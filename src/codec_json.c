@@ -36,6 +36,13 @@ int codec_json_decode(const uint8_t *body, size_t len, struct json_object **out,
     doc = json_tokener_parse_ex(tok, (const char *)body, (int)len);
     jerr = json_tokener_get_error(tok);
     used = json_tokener_get_parse_end(tok);
+    if (jerr == json_tokener_continue) {
+        /* A top-level number or literal ("42", "null") only ends at the end of input: say so
+         * with a terminating NUL, as json-c asks. */
+        doc = json_tokener_parse_ex(tok, "", 1);
+        jerr = json_tokener_get_error(tok);
+        used = len;
+    }
     json_tokener_free(tok);
     if (jerr == json_tokener_continue) {
         json_object_put(doc);
