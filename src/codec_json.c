@@ -1,11 +1,33 @@
 /* SPDX-License-Identifier: MIT */
 /* JSON codec: strict RFC 8259 parsing under a depth bound, compact serialisation. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #include <json-c/json.h>
 
 #include "codec_internal.h"
+
+/* json-c accepts 'single-quoted' strings even in strict mode; RFC 8259 does not, and neither
+ * do the consumers behind the broker. Offset of the first quote outside a string, or len. */
+static size_t single_quote_at(const uint8_t *s, size_t len)
+{
+    bool in_string = false;
+
+    for (size_t i = 0; i < len; i++) {
+        if (in_string) {
+            if (s[i] == '\\')
+                i++;
+            else if (s[i] == '"')
+                in_string = false;
+        } else if (s[i] == '"') {
+            in_string = true;
+        } else if (s[i] == '\'') {
+            return i;
+        }
+    }
+    return len;
+}
 
 int codec_json_decode(const uint8_t *body, size_t len, struct json_object **out, char *err,
                       size_t errlen)
@@ -27,6 +49,11 @@ int codec_json_decode(const uint8_t *body, size_t len, struct json_object **out,
     }
     if (len > INT32_MAX) {
         snprintf(err, errlen, "invalid JSON: body too large");
+        return -EINVAL;
+    }
+    bad = single_quote_at(body, len);
+    if (bad != len) {
+        snprintf(err, errlen, "invalid JSON at offset %zu: strings need double quotes", bad);
         return -EINVAL;
     }
     tok = json_tokener_new_ex(CODEC_MAX_DEPTH);
