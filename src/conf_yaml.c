@@ -201,6 +201,7 @@ static int parse_enum(struct conf_loader *ld, yaml_node_t *v, const struct conf_
     for (size_t i = 0; c->names[i]; i++) {
         if (strcmp(s, c->names[i]) == 0) {
             *out = c->values[i];
+            buf_free(&list);
             free(s);
             return 0;
         }
