@@ -1,0 +1,485 @@
+"""Integration test harness: a real mosquitto, the real gateway, real CoAP clients.
+
+Shaped after mosquitto's test/mosq_test.py and nginx-tests' Test::Nginx: a temporary
+directory per test, free loopback ports, configs written from templates, daemons started as
+processes and awaited by their own signals (an accepted connection, a log line, a retained
+message), never by fixed sleeps.
+"""
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+
+SKIP = 77
+SRCDIR = os.environ.get("C2M_SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
+BIN = os.environ.get("C2M_BIN", os.path.join(SRCDIR, "build", "coap2mqtt"))
+PROFILE = os.path.join(SRCDIR, "config", "profiles", "thingsboard.yaml")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "ThreadSanitizer", "==ERROR")
+
+
+class Skip(Exception):
+    pass
+
+
+def need(*tools):
+    for t in tools:
+        if not shutil.which(t):
+            raise Skip(f"missing tool: {t}")
+
+
+def coap_client_bin():
+    for name in ("coap-client", "coap-client-openssl", "coap-client-gnutls"):
+        if shutil.which(name):
+            return name
+    raise Skip("missing tool: coap-client (libcoap3-bin)")
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A port free for both TCP and UDP on 127.0.0.1 and ::1 right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ok = True
+        for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            for k in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                try:
+                    with socket.socket(fam, k) as t:
+                        t.bind((addr, port))
+                except OSError:
+                    ok = False
+        if ok:
+            return port
+    raise RuntimeError("no free port")
+
+
+def wait_until(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)  # polling an external condition, not a synchronisation sleep
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class TestDir:
+    def __init__(self, name):
+        self.path = tempfile.mkdtemp(prefix=f"c2m-{name}-")
+        os.chmod(self.path, 0o755)
+
+    def file(self, name, text, mode=0o644):
+        p = os.path.join(self.path, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w" if isinstance(text, str) else "wb") as f:
+            f.write(text)
+        os.chmod(p, mode)
+        return p
+
+    def cleanup(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+_CERTS = None
+
+
+def certs():
+    """A CA, a server certificate for 127.0.0.1/localhost, client certificates for CN
+    device-a and CN unknown-device, and a client certificate from a rogue CA."""
+    global _CERTS
+    if _CERTS:
+        return _CERTS
+    need("openssl")
+    d = tempfile.mkdtemp(prefix="c2m-certs-")
+    os.chmod(d, 0o755)
+
+    def ossl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    def ca(name):
+        ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
+             "-subj", f"/CN={name}")
+
+    def leaf(name, cn, signer, server=False):
+        ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        ext = os.path.join(d, f"{name}.ext")
+        with open(ext, "w") as f:
+            if server:
+                f.write("subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n"
+                        "extendedKeyUsage=serverAuth\n")
+            else:
+                f.write("extendedKeyUsage=clientAuth\n")
+        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{signer}.crt", "-CAkey",
+             f"{signer}.key", "-CAcreateserial", "-out", f"{name}.crt", "-days", "2",
+             "-extfile", ext)
+
+    ca("ca")
+    ca("rogue-ca")
+    leaf("server", "localhost", "ca", server=True)
+    leaf("device-a", "device-a", "ca")
+    leaf("unknown", "unknown-device", "ca")
+    leaf("rogue", "device-a", "rogue-ca")
+    for f in os.listdir(d):
+        os.chmod(os.path.join(d, f), 0o644)
+    _CERTS = {k: os.path.join(d, f"{k}.crt") for k in ("ca", "rogue-ca", "server", "device-a",
+                                                       "unknown", "rogue")}
+    _CERTS.update({k + "_key": os.path.join(d, f"{k}.key") for k in ("server", "device-a",
+                                                                    "unknown", "rogue")})
+    return _CERTS
+
+
+class Broker:
+    """mosquitto on a free loopback port (optionally also TLS and password login)."""
+
+    def __init__(self, tdir, tls=False, passwords=None, port=None):
+        need("mosquitto")
+        self.tdir = tdir
+        self.port = port or free_port()
+        self.tls_port = free_port() if tls else None
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false",
+                 "max_queued_messages 100000", "max_inflight_messages 0"]
+        if passwords:
+            need("mosquitto_passwd")
+            pw = tdir.file("passwd", "")
+            for user, password in passwords.items():
+                subprocess.run(["mosquitto_passwd", "-b", pw, user, password], check=True,
+                               capture_output=True)
+            os.chmod(pw, 0o644)
+            lines += ["allow_anonymous false", f"password_file {pw}"]
+        else:
+            lines.append("allow_anonymous true")
+        if tls:
+            c = certs()
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {c['ca']}",
+                      f"certfile {c['server']}", f"keyfile {c['server_key']}"]
+        self.conf = tdir.file("mosquitto.conf", "\n".join(lines) + "\n")
+        self.log_path = os.path.join(tdir.path, "mosquitto.log")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+        def accepting():
+            if self.proc.poll() is not None:
+                raise AssertionError("mosquitto exited:\n" + open(self.log_path).read())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        wait_until(accepting, 10, "mosquitto to accept connections")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.log.close()
+
+    @property
+    def url(self):
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def publish(self, topic, payload, retain=False, qos=1):
+        args = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-t", topic,
+                "-q", str(qos), "-m", payload]
+        if retain:
+            args.append("-r")
+        subprocess.run(args, check=True, capture_output=True, timeout=10)
+
+
+class Subscriber:
+    """mosquitto_sub on some topics, binary-safe (hex payloads), confirmed subscribed
+    before the test sends anything."""
+
+    def __init__(self, broker, *topics, extra_args=()):
+        need("mosquitto_sub", "mosquitto_pub")
+        self.broker = broker
+        self.probe = f"c2m-probe/{uuid.uuid4().hex}"
+        self.q = queue.Queue()
+        args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
+                "-F", "%t %x", "-t", self.probe, *extra_args]
+        for t in topics:
+            args += ["-t", t]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        threading.Thread(target=self._read, daemon=True).start()
+        self._confirm()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            line = line.decode().rstrip("\n")
+            topic, _, hexpayload = line.rpartition(" ")
+            self.q.put((topic, bytes.fromhex(hexpayload)))
+
+    def _confirm(self):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            self.broker.publish(self.probe, "probe")
+            try:
+                while True:
+                    topic, _ = self.q.get(timeout=0.3)
+                    if topic == self.probe:
+                        return
+            except queue.Empty:
+                continue
+        raise AssertionError("subscriber never saw its probe message")
+
+    def next(self, timeout=10):
+        """The next message that is not a probe: (topic, payload bytes)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no message within {timeout}s")
+            try:
+                topic, payload = self.q.get(timeout=left)
+            except queue.Empty:
+                raise AssertionError(f"no message within {timeout}s")
+            if topic != self.probe:
+                return topic, payload
+
+    def marker(self, timeout=10):
+        """Publish a marker and return everything that arrived before it: proves that
+        nothing else was published in between (the broker keeps order per publisher...
+        so the marker is sent after the refused request has been answered)."""
+        tag = uuid.uuid4().hex
+        self.broker.publish(self.probe, tag)
+        seen = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                topic, payload = self.q.get(timeout=deadline - time.monotonic())
+            except queue.Empty:
+                break
+            if topic == self.probe and payload == tag.encode():
+                return seen
+            if topic != self.probe:
+                seen.append((topic, payload))
+        raise AssertionError("marker never arrived")
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
+class Gateway:
+    """The real coap2mqtt with a config written for this test."""
+
+    def __init__(self, tdir, config_text, env=None, wait_connected=True):
+        self.tdir = tdir
+        self.config = tdir.file("coap2mqtt.yaml", config_text)
+        self.log_path = os.path.join(tdir.path, "gateway.log")
+        self.lines = []
+        self.cond = threading.Condition()
+        e = dict(os.environ)
+        e.update(env or {})
+        self.proc = subprocess.Popen([BIN, "-c", self.config], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env=e)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_log("main: ready", 15)
+        if wait_connected:
+            self.wait_log("north: connected", 15)
+
+    def _read(self):
+        with open(self.log_path, "w") as log:
+            for raw in self.proc.stderr:
+                line = raw.decode(errors="replace").rstrip("\n")
+                log.write(line + "\n")
+                log.flush()
+                with self.cond:
+                    self.lines.append(line)
+                    self.cond.notify_all()
+        with self.cond:
+            self.lines.append(None)  # end of output
+            self.cond.notify_all()
+
+    def wait_log(self, needle, timeout=10, start=0):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for i, line in enumerate(self.lines[start:], start):
+                    if line is None:
+                        raise AssertionError(f"gateway exited before logging '{needle}'")
+                    if needle in line:
+                        return i
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"gateway did not log '{needle}' within {timeout}s")
+                self.cond.wait(left)
+
+    def log_text(self):
+        with self.cond:
+            return "\n".join(l for l in self.lines if l is not None)
+
+    def check_sanitizers(self):
+        text = self.log_text()
+        for mark in SANITIZER_MARKS:
+            if mark in text:
+                raise AssertionError(f"sanitizer report in gateway log ({mark})")
+
+    def stop(self, expect=0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("gateway did not stop within 30 s of SIGTERM")
+        with self.cond:
+            self.cond.wait_for(lambda: self.lines and self.lines[-1] is None, 5)
+        self.check_sanitizers()
+        if expect is not None and rc != expect:
+            raise AssertionError(f"gateway exited {rc}, expected {expect}")
+        return rc
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def run(args, input=None, timeout=20, env=None, cwd=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(args, input=input, capture_output=True, timeout=timeout, env=e,
+                          cwd=cwd)
+
+
+def coap_client(*args, input=None, timeout=20):
+    """libcoap's coap-client; returns (code or None, stdout+stderr text)."""
+    r = run([coap_client_bin(), *args], input=input, timeout=timeout)
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    m = re.search(r"\b([245]\.\d\d)\b", out)
+    return (m.group(1) if m else None), out
+
+
+def coap_cli(*args, input=None, timeout=20):
+    """npm coap-cli (`coap`); returns (code or None, output)."""
+    need("coap")
+    r = run(["coap", *args], input=input, timeout=timeout)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", (r.stdout + r.stderr).decode(errors="replace"))
+    m = re.search(r"\(([245]\.\d\d)\)", out)
+    return (m.group(1) if m else None), out
+
+
+def base_config(broker, coap_port, extra="", dtls_port=None, gateway_name="test-gw",
+                mqtt_extra=""):
+    listen = [f"coap://127.0.0.1:{coap_port}", f"coap://[::1]:{coap_port}"]
+    if dtls_port:
+        listen.append(f"coaps://127.0.0.1:{dtls_port}")
+    return f"""gateway:
+  name: {gateway_name}
+  log_level: debug
+coap:
+  listen: [{", ".join(json.dumps(l) for l in listen)}]
+  max_body_size: 16384
+mqtt:
+  url: {broker.url}
+  client_id: {gateway_name}-{uuid.uuid4().hex[:8]}
+{mqtt_extra}include: ["{PROFILE}"]
+devices:
+  - {{name: Device A, type: Sensor A, token: A1_TEST_TOKEN, psk_identity: device-a, psk_key: secretPSK, cert_cn: device-a}}
+  - {{name: Device B, type: Sensor B, token: B1_TEST_TOKEN}}
+routes:
+  - {{name: raw, methods: [POST, PUT], path: "/raw/{{token}}/{{channel}}", identity: token, formats: [json, cbor], output: json, shape: body, topic: "raw/{{device}}/{{channel}}", qos: 1}}
+{extra}"""
+
+
+class Env:
+    """A broker and a gateway for one test, torn down (and checked) afterwards."""
+
+    def __init__(self, name, extra="", gw_env=None, dtls=False, broker_kwargs=None,
+                 mqtt_extra=""):
+        self.tdir = TestDir(name)
+        self.broker = Broker(self.tdir, **(broker_kwargs or {}))
+        self.port = free_port(socket.SOCK_DGRAM)
+        self.dport = free_port(socket.SOCK_DGRAM) if dtls else None
+        self.config = base_config(self.broker, self.port, extra, self.dport,
+                                  mqtt_extra=mqtt_extra)
+        self.gw = None
+        self.subs = []
+        self.gw = Gateway(self.tdir, self.config, env=gw_env)
+
+    def sub(self, *topics):
+        s = Subscriber(self.broker, *topics)
+        self.subs.append(s)
+        return s
+
+    def url(self, path, host="127.0.0.1"):
+        return f"coap://{host}:{self.port}{path}"
+
+    def close(self, ok):
+        for s in self.subs:
+            s.close()
+        try:
+            if self.gw:
+                self.gw.stop()
+        finally:
+            self.broker.stop()
+            if ok:
+                self.tdir.cleanup()
+            else:
+                print(f"--- kept {self.tdir.path}; gateway log:")
+                if self.gw:
+                    print(self.gw.log_text()[-6000:])
+
+
+def main(namespace):
+    """Run every test_* function of the calling script; print one line per test."""
+    tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
+    only = sys.argv[1:]
+    passed = failed = 0
+    try:
+        for name, fn in tests:
+            if only and name not in only:
+                continue
+            t0 = time.monotonic()
+            try:
+                fn()
+                passed += 1
+                print(f"ok   {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+            except Skip:
+                raise
+            except Exception:
+                failed += 1
+                print(f"FAIL {name}", flush=True)
+                traceback.print_exc()
+    except Skip as s:
+        print(f"SKIP: {s}")
+        sys.exit(SKIP)
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+def with_env(name, **kw):
+    """Decorator: the test gets an Env; logs are kept and printed when it fails."""
+    def wrap(fn):
+        def run_test():
+            env = Env(name, **kw)
+            ok = False
+            try:
+                fn(env)
+                ok = True
+            finally:
+                env.close(ok)
+        run_test.__name__ = fn.__name__
+        return run_test
+    return wrap
+
+
+def jloads(b):
+    return json.loads(b.decode())
