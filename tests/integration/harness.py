@@ -377,7 +377,7 @@ def coap_cli(*args, input=None, timeout=20):
 
 
 def base_config(broker, coap_port, extra="", dtls_port=None, gateway_name="test-gw",
-                mqtt_extra=""):
+                mqtt_extra="", coap_extra=""):
     listen = [f"coap://127.0.0.1:{coap_port}", f"coap://[::1]:{coap_port}"]
     if dtls_port:
         listen.append(f"coaps://127.0.0.1:{dtls_port}")
@@ -387,7 +387,7 @@ def base_config(broker, coap_port, extra="", dtls_port=None, gateway_name="test-
 coap:
   listen: [{", ".join(json.dumps(l) for l in listen)}]
   max_body_size: 16384
-mqtt:
+{coap_extra}mqtt:
   url: {broker.url}
   client_id: {gateway_name}-{uuid.uuid4().hex[:8]}
 {mqtt_extra}include: ["{PROFILE}"]
@@ -403,13 +403,13 @@ class Env:
     """A broker and a gateway for one test, torn down (and checked) afterwards."""
 
     def __init__(self, name, extra="", gw_env=None, dtls=False, broker_kwargs=None,
-                 mqtt_extra=""):
+                 mqtt_extra="", coap_extra=""):
         self.tdir = TestDir(name)
         self.broker = Broker(self.tdir, **(broker_kwargs or {}))
         self.port = free_port(socket.SOCK_DGRAM)
         self.dport = free_port(socket.SOCK_DGRAM) if dtls else None
         self.config = base_config(self.broker, self.port, extra, self.dport,
-                                  mqtt_extra=mqtt_extra)
+                                  mqtt_extra=mqtt_extra, coap_extra=coap_extra)
         self.gw = None
         self.subs = []
         self.gw = Gateway(self.tdir, self.config, env=gw_env)
@@ -421,6 +421,9 @@ class Env:
 
     def url(self, path, host="127.0.0.1"):
         return f"coap://{host}:{self.port}{path}"
+
+    def surl(self, path):
+        return f"coaps://127.0.0.1:{self.dport}{path}"
 
     def close(self, ok):
         for s in self.subs:
