@@ -143,13 +143,17 @@ def certs():
 class Broker:
     """mosquitto on a free loopback port (optionally also TLS and password login)."""
 
-    def __init__(self, tdir, tls=False, passwords=None, port=None):
+    def __init__(self, tdir, tls=False, passwords=None, port=None, persistent=False):
         need("mosquitto")
         self.tdir = tdir
         self.port = port or free_port()
         self.tls_port = free_port() if tls else None
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false",
-                 "max_queued_messages 100000", "max_inflight_messages 0"]
+        lines = [f"listener {self.port} 127.0.0.1", "max_queued_messages 100000",
+                 "max_inflight_messages 0"]
+        if persistent:
+            lines += ["persistence true", f"persistence_location {tdir.path}/"]
+        else:
+            lines.append("persistence false")
         if passwords:
             need("mosquitto_passwd")
             pw = tdir.file("passwd", "")
@@ -191,6 +195,10 @@ class Broker:
             self.proc.wait(10)
         self.log.close()
 
+    def restart(self):
+        self.stop()
+        self.start()
+
     @property
     def url(self):
         return f"mqtt://127.0.0.1:{self.port}"
@@ -207,13 +215,16 @@ class Subscriber:
     """mosquitto_sub on some topics, binary-safe (hex payloads), confirmed subscribed
     before the test sends anything."""
 
-    def __init__(self, broker, *topics, extra_args=()):
+    def __init__(self, broker, *topics, extra_args=(), client_id=None):
         need("mosquitto_sub", "mosquitto_pub")
         self.broker = broker
         self.probe = f"c2m-probe/{uuid.uuid4().hex}"
         self.q = queue.Queue()
+        self.early = []  # real messages that arrived while confirming the subscription
         args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
                 "-F", "%t %x", "-t", self.probe, *extra_args]
+        if client_id:  # a persistent session: queued messages survive a reconnect
+            args += ["-c", "-i", client_id]
         for t in topics:
             args += ["-t", t]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -232,15 +243,18 @@ class Subscriber:
             self.broker.publish(self.probe, "probe")
             try:
                 while True:
-                    topic, _ = self.q.get(timeout=0.3)
+                    topic, payload = self.q.get(timeout=0.3)
                     if topic == self.probe:
                         return
+                    self.early.append((topic, payload))
             except queue.Empty:
                 continue
         raise AssertionError("subscriber never saw its probe message")
 
     def next(self, timeout=10):
         """The next message that is not a probe: (topic, payload bytes)."""
+        if self.early:
+            return self.early.pop(0)
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -259,7 +273,7 @@ class Subscriber:
         so the marker is sent after the refused request has been answered)."""
         tag = uuid.uuid4().hex
         self.broker.publish(self.probe, tag)
-        seen = []
+        seen, self.early = self.early, []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -403,7 +417,7 @@ class Env:
     """A broker and a gateway for one test, torn down (and checked) afterwards."""
 
     def __init__(self, name, extra="", gw_env=None, dtls=False, broker_kwargs=None,
-                 mqtt_extra="", coap_extra=""):
+                 mqtt_extra="", coap_extra="", wait_connected=True, mqtt_url=None):
         self.tdir = TestDir(name)
         self.broker = Broker(self.tdir, **(broker_kwargs or {}))
         self.port = free_port(socket.SOCK_DGRAM)
@@ -412,10 +426,12 @@ class Env:
                                   mqtt_extra=mqtt_extra, coap_extra=coap_extra)
         self.gw = None
         self.subs = []
-        self.gw = Gateway(self.tdir, self.config, env=gw_env)
+        if mqtt_url:
+            self.config = self.config.replace(f"url: {self.broker.url}", f"url: {mqtt_url(self)}")
+        self.gw = Gateway(self.tdir, self.config, env=gw_env, wait_connected=wait_connected)
 
-    def sub(self, *topics):
-        s = Subscriber(self.broker, *topics)
+    def sub(self, *topics, **kw):
+        s = Subscriber(self.broker, *topics, **kw)
         self.subs.append(s)
         return s
 
