@@ -25,6 +25,8 @@ int buf_reserve(struct buf *b, size_t extra)
         return -ENOMEM;
     b->data = grown;
     b->cap = cap;
+    /* The buffer is a valid (possibly empty) string as soon as it has storage. */
+    b->data[b->len] = '\0';
     return 0;
 }
 
