@@ -33,7 +33,7 @@ def test_psk_identity_names_the_device(env):
 
 @with_env("dtls-wrong-psk", dtls=True)
 def test_wrong_psk_fails_the_handshake(env):
-    sub = env.sub("#")
+    sub = env.sub("v1/#", "raw/#")
     for ident, key in (("device-a", "not-the-key"), ("nobody", "secretPSK")):
         code, out = coap_client("-m", "post", "-e", BODY, "-u", ident, "-k", key, "-B", "4",
                                 env.surl("/api/v1/telemetry"), timeout=60)
@@ -59,7 +59,7 @@ def test_client_certificate_cn_names_the_device(env):
 @with_env("dtls-pki-refused", dtls=True, coap_extra=pki())
 def test_rogue_or_unknown_certificates_are_refused(env):
     c = certs()
-    sub = env.sub("#")
+    sub = env.sub("v1/#", "raw/#")
     for name in ("rogue", "unknown"):
         code, out = coap_client("-m", "post", "-e", BODY, "-c", c[name], "-j", c[name + "_key"],
                                 "-C", c["ca"], env.surl("/api/v1/telemetry"), timeout=60)
