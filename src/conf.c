@@ -202,6 +202,7 @@ static const struct conf_key mqtt_keys[] = {
 static const struct conf_key announce_keys[] = {
     {.name = "topic", .type = CONF_K_STR, .offset = ANN_OFF(topic)},
     {.name = "payload", .type = CONF_K_STR, .offset = ANN_OFF(payload)},
+    {.name = "attributes_topic", .type = CONF_K_STR, .offset = ANN_OFF(attributes_topic)},
     {.name = "qos", .type = CONF_K_INT, .offset = ANN_OFF(qos), .min = 0, .max = 2},
     {.name = NULL},
 };
@@ -496,6 +497,32 @@ static int unique_device_field(struct conf_loader *ld, size_t off, const char *w
     return rc;
 }
 
+static int announce_var_ok(void *arg, const char *name)
+{
+    (void)arg;
+    return strcmp(name, "gateway") && strcmp(name, "device") && strcmp(name, "type");
+}
+
+/* Announce templates know only the gateway and the device. */
+static int check_announce_template(struct conf_loader *ld, const char *key, const char *text)
+{
+    struct tmpl_str *t = NULL;
+    char why[64];
+    int bad;
+
+    if (!text)
+        return 0;
+    if (tmpl_str_parse(text, &t, why, sizeof(why)) < 0)
+        return -ENOMEM;
+    bad = tmpl_str_each_var(t, announce_var_ok, NULL);
+    tmpl_str_free(t);
+    if (bad)
+        return conf_err_at(ld, ld->seen[3].file ? &ld->seen[3] : NULL,
+                           "announce '%s' may use only {gateway}, {device} and {type}: '%s'",
+                           key, text);
+    return 0;
+}
+
 static int check_all(struct conf_loader *ld)
 {
     struct conf *c = ld->conf;
@@ -570,6 +597,10 @@ static int check_all(struct conf_loader *ld)
     }
     if (c->announce.topic && !c->announce.payload && dup_default(&c->announce.payload, "") < 0)
         return -ENOMEM;
+    if (check_announce_template(ld, "topic", c->announce.topic) |
+        check_announce_template(ld, "payload", c->announce.payload) |
+        check_announce_template(ld, "attributes_topic", c->announce.attributes_topic))
+        rc = -EINVAL;
     for (size_t i = 0; i < c->n_devices; i++) {
         if (dup_default(&c->devices[i].type, "default") < 0)
             return -ENOMEM;
@@ -643,6 +674,7 @@ void conf_free(struct conf *c)
     free(c->mqtt.status_topic);
     free(c->announce.topic);
     free(c->announce.payload);
+    free(c->announce.attributes_topic);
     for (size_t i = 0; i < c->n_devices; i++) {
         struct conf_device *d = &c->devices[i];
         free(d->name);

@@ -21,6 +21,7 @@ static struct {
     struct uplink_ops ops;
     struct tmpl_str *announce_topic;
     struct tmpl_str *announce_payload;
+    struct tmpl_str *attributes_topic;
 } U;
 
 /* Everything one request carries through the pipeline. */
@@ -50,6 +51,9 @@ int uplink_init(const struct conf *conf, const struct route_table *routes,
         if (rc == 0)
             rc = tmpl_str_parse(conf->announce.payload ? conf->announce.payload : "",
                                 &U.announce_payload, err, sizeof(err));
+        if (rc == 0 && conf->announce.attributes_topic)
+            rc = tmpl_str_parse(conf->announce.attributes_topic, &U.attributes_topic, err,
+                                sizeof(err));
         if (rc < 0) {
             log_msg(LOG_ERR, "uplink: announce template: %s", err);
             uplink_free();
@@ -62,6 +66,7 @@ void uplink_free(void)
 {
     tmpl_str_free(U.announce_topic);
     tmpl_str_free(U.announce_payload);
+    tmpl_str_free(U.attributes_topic);
     memset(&U, 0, sizeof(U));
 }
 
@@ -243,7 +248,26 @@ static int publish(struct uplink_job *j, const char *topic, const uint8_t *paylo
     return -1;
 }
 
-/* ThingsBoard-style gateways must hear of a device before its data (connect message). */
+/* {"<device>":{"k":v,...}} from the device's static attributes (values are JSON already). */
+static int static_attributes_doc(const struct device *d, struct buf *out)
+{
+    int rc = buf_append_byte(out, '{');
+
+    rc = rc ? rc : buf_append_byte(out, '"');
+    rc = rc ? rc : buf_append_json_escaped(out, d->name, strlen(d->name));
+    rc = rc ? rc : buf_append_str(out, "\":{");
+    for (size_t i = 0; rc == 0 && i < d->conf->n_attrs; i++) {
+        const struct conf_attr *a = &d->conf->attrs[i];
+        rc = buf_append_str(out, i ? ",\"" : "\"");
+        rc = rc ? rc : buf_append_json_escaped(out, a->key, strlen(a->key));
+        rc = rc ? rc : buf_append_str(out, "\":");
+        rc = rc ? rc : buf_append_str(out, a->json);
+    }
+    return rc ? rc : buf_append_str(out, "}}");
+}
+
+/* ThingsBoard-style gateways must hear of a device before its data (connect message), and
+ * its static attributes go with it. */
 static int announce(struct uplink_job *j)
 {
     struct buf topic = BUF_INIT, payload = BUF_INIT;
@@ -258,12 +282,25 @@ static int announce(struct uplink_job *j)
         rc = -EINVAL;
     if (rc < 0) {
         fail(j, rc == -ENOMEM ? 500 : 400, "device name not usable in the announce topic");
-    } else {
-        rc = publish(j, (const char *)topic.data, payload.data, payload.len, U.conf->announce.qos,
-                     false);
-        if (rc == 0)
-            j->device->announced = true;
+        goto out;
     }
+    rc = publish(j, (const char *)topic.data, payload.data, payload.len, U.conf->announce.qos,
+                 false);
+    if (rc == 0 && U.attributes_topic && j->device->conf && j->device->conf->n_attrs) {
+        buf_reset(&topic);
+        buf_reset(&payload);
+        rc = tmpl_str_expand(U.attributes_topic, lookup, j, TMPL_TOPIC, &topic, NULL);
+        if (rc == 0)
+            rc = static_attributes_doc(j->device, &payload);
+        if (rc < 0)
+            fail(j, 500, "cannot build the static attributes");
+        else
+            rc = publish(j, (const char *)topic.data, payload.data, payload.len,
+                         U.conf->announce.qos, false);
+    }
+    if (rc == 0)
+        j->device->announced = true;
+out:
     buf_free(&topic);
     buf_free(&payload);
     return rc;

@@ -151,6 +151,7 @@ struct conf_mqtt {
 struct conf_announce {
     char *topic;   /* template, NULL = no announcement */
     char *payload; /* template; values are JSON-escaped when expanded */
+    char *attributes_topic; /* template: a device's static attributes as {"<device>":{...}} */
     int qos;
 };
 

@@ -129,6 +129,9 @@ def test_telemetry_with_coap_client_connects_once(env):
         assert r.returncode == 0, r
         if i == 0:
             expect_connect(sub, "Device B", "Sensor B")
+            # its static attributes follow the announcement
+            assert sub.next() == ("v1/gateway/attributes",
+                                  b'{"Device B":{"model":"TH-2","floor":3}}')
         expect_telemetry(sub, "Device B", [(None, {"n": i})], t0, now_ms())
     assert sub.marker() == [], "announced more than once"
 

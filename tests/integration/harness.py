@@ -407,7 +407,7 @@ coap:
 {mqtt_extra}include: ["{PROFILE}"]
 devices:
   - {{name: Device A, type: Sensor A, token: A1_TEST_TOKEN, psk_identity: device-a, psk_key: secretPSK, cert_cn: device-a}}
-  - {{name: Device B, type: Sensor B, token: B1_TEST_TOKEN}}
+  - {{name: Device B, type: Sensor B, token: B1_TEST_TOKEN, attributes: {{model: TH-2, floor: 3}}}}
 routes:
   - {{name: raw, methods: [POST, PUT], path: "/raw/{{token}}/{{channel}}", identity: token, formats: [json, cbor], output: json, shape: body, topic: "raw/{{device}}/{{channel}}", qos: 1}}
 {extra}"""

@@ -19,9 +19,13 @@
 /* -Wwrite-strings makes literals const; the conf structs hold mutable strings. */
 #define S(x) ((char *)(x))
 
+static struct conf_attr attrs_b[] = {{S("model"), S("\"TH-2\"")}, {S("floor"), S("3")}};
+
 static struct conf_device devices[] = {
     {.name = S("Device A"), .type = S("Sensor A"), .token = S("A1_TEST_TOKEN"),
      .psk_identity = S("device-a"), .cert_cn = S("device-a")},
+    {.name = S("Device \"B\""), .type = S("Sensor B"), .token = S("B1_TEST_TOKEN"),
+     .attrs = attrs_b, .n_attrs = 2},
 };
 
 #define FMT(f) (1u << CONF_FMT_##f)
@@ -53,9 +57,10 @@ static struct conf conf = {
     .gateway_name = S("gw"),
     .coap = {.max_body_size = 1024},
     .announce = {.topic = S("v1/gateway/connect"),
-                 .payload = S("{\"device\":\"{device}\",\"type\":\"{type}\"}"), .qos = 1},
+                 .payload = S("{\"device\":\"{device}\",\"type\":\"{type}\"}"),
+                 .attributes_topic = S("v1/gateway/attributes"), .qos = 1},
     .devices = devices,
-    .n_devices = 1,
+    .n_devices = 2,
     .routes = routes,
     .n_routes = sizeof(routes) / sizeof(routes[0]),
 };
@@ -338,6 +343,19 @@ static void test_csv_integration_seed(void **state)
                      400);
 }
 
+static void test_static_attributes_follow_the_announce(void **state)
+{
+    struct uplink_res res;
+
+    (void)state;
+    assert_int_equal(post_json("/api/v1/B1_TEST_TOKEN/telemetry", "{\"t\":1}", &res), 204);
+    assert_int_equal(out.n, 3);
+    assert_string_equal(out.msgs[0].payload, "{\"device\":\"Device \\\"B\\\"\",\"type\":\"Sensor B\"}");
+    assert_string_equal(out.msgs[1].topic, "v1/gateway/attributes");
+    assert_string_equal(out.msgs[1].payload, "{\"Device \\\"B\\\"\":{\"model\":\"TH-2\",\"floor\":3}}");
+    assert_string_equal(out.msgs[2].topic, "v1/gateway/telemetry");
+}
+
 static void test_busy_broker_side_is_503(void **state)
 {
     struct uplink_res res;
@@ -361,6 +379,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cbor_reencoded_as_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dtls_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_integration_seed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_static_attributes_follow_the_announce, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_busy_broker_side_is_503, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
