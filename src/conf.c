@@ -192,9 +192,10 @@ static const struct conf_key mqtt_keys[] = {
     {.name = "protocol", .type = CONF_K_CUSTOM, .offset = 0, .parse = parse_protocol},
     {.name = "keepalive", .type = CONF_K_INT, .offset = MQTT_OFF(keepalive), .min = 5, .max = 3600},
     {.name = "status_topic", .type = CONF_K_STR, .offset = MQTT_OFF(status_topic)},
-    {.name = "max_buffered", .type = CONF_K_INT, .offset = MQTT_OFF(max_buffered), .min = 0, .max = 10000000},
     {.name = "reconnect_min", .type = CONF_K_INT, .offset = MQTT_OFF(reconnect_min), .min = 1, .max = 3600},
     {.name = "reconnect_max", .type = CONF_K_INT, .offset = MQTT_OFF(reconnect_max), .min = 1, .max = 3600},
+    {.name = "inflight", .type = CONF_K_INT, .offset = MQTT_OFF(inflight), .min = 1, .max = 65535},
+    {.name = "drain_rate", .type = CONF_K_INT, .offset = MQTT_OFF(drain_rate), .min = 0, .max = 1000000},
     {.name = NULL},
 };
 
@@ -204,6 +205,23 @@ static const struct conf_key announce_keys[] = {
     {.name = "payload", .type = CONF_K_STR, .offset = ANN_OFF(payload)},
     {.name = "attributes_topic", .type = CONF_K_STR, .offset = ANN_OFF(attributes_topic)},
     {.name = "qos", .type = CONF_K_INT, .offset = ANN_OFF(qos), .min = 0, .max = 2},
+    {.name = NULL},
+};
+
+#define SPOOL_OFF(f) (offsetof(struct conf, spool) + offsetof(struct conf_spool, f))
+static const struct conf_key spool_keys[] = {
+    {.name = "dir", .type = CONF_K_STR, .offset = SPOOL_OFF(dir)},
+    {.name = "max_messages", .type = CONF_K_SIZE, .offset = SPOOL_OFF(max_messages), .min = 1, .max = 100000000},
+    {.name = "max_bytes", .type = CONF_K_SIZE, .offset = SPOOL_OFF(max_bytes), .min = 1024, .max = 4294967295LL},
+    {.name = "fsync", .type = CONF_K_BOOL, .offset = SPOOL_OFF(fsync)},
+    {.name = "retry_after", .type = CONF_K_INT, .offset = SPOOL_OFF(retry_after), .min = 1, .max = 86400},
+    {.name = NULL},
+};
+
+#define STATS_OFF(f) (offsetof(struct conf, stats) + offsetof(struct conf_stats, f))
+static const struct conf_key stats_keys[] = {
+    {.name = "topic", .type = CONF_K_STR, .offset = STATS_OFF(topic)},
+    {.name = "interval", .type = CONF_K_INT, .offset = STATS_OFF(interval), .min = 1, .max = 86400},
     {.name = NULL},
 };
 
@@ -410,13 +428,14 @@ static int read_route_cb(struct conf_loader *ld, yaml_node_t *v, void *r, size_t
 
 int conf_section(struct conf_loader *ld, const char *key, yaml_node_t *key_node, yaml_node_t *v)
 {
-    static const char *const singular[] = {"gateway", "coap", "mqtt", "announce"};
+    static const char *const singular[] = {"gateway", "coap", "mqtt", "announce", "spool",
+                                           "stats"};
     static const struct conf_key *const tables[] = {gateway_keys, coap_keys, mqtt_keys,
-                                                    announce_keys};
+                                                    announce_keys, spool_keys, stats_keys};
     struct conf *c = ld->conf;
     char what[64];
 
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < sizeof(singular) / sizeof(singular[0]); i++) {
         if (strcmp(key, singular[i]))
             continue;
         if (ld->seen[i].file) {
@@ -434,8 +453,8 @@ int conf_section(struct conf_loader *ld, const char *key, yaml_node_t *key_node,
         return read_list(ld, v, key, (void **)&c->routes, &c->n_routes, sizeof(*c->routes),
                          read_route_cb);
     return conf_err(ld, key_node,
-                    "unknown section '%s'; expected gateway, coap, mqtt, announce, include, "
-                    "devices or routes",
+                    "unknown section '%s'; expected gateway, coap, mqtt, announce, spool, stats, "
+                    "include, devices or routes",
                     key);
 }
 
@@ -451,10 +470,14 @@ static void defaults(struct conf *c)
     c->mqtt.verify = true;
     c->mqtt.protocol = CONF_MQTT_311;
     c->mqtt.keepalive = 30;
-    c->mqtt.max_buffered = 10000;
     c->mqtt.reconnect_min = 1;
     c->mqtt.reconnect_max = 60;
     c->announce.qos = 1;
+    c->mqtt.inflight = 100;
+    c->spool.max_messages = 10000;
+    c->spool.max_bytes = 16u << 20;
+    c->spool.retry_after = 30;
+    c->stats.interval = 60;
 }
 
 static int dup_default(char **field, const char *value)
@@ -589,8 +612,17 @@ static int check_all(struct conf_loader *ld)
         if (asprintf(&c->mqtt.client_id, "coap2mqtt-%s", c->gateway_name) < 0)
             return -ENOMEM;
     }
-    if (dup_default(&c->mqtt.status_topic, "coap2mqtt/{gateway}/status") < 0)
+    if (dup_default(&c->mqtt.status_topic, "coap2mqtt/{gateway}/status") < 0 ||
+        dup_default(&c->stats.topic, "coap2mqtt/{gateway}/stats") < 0)
         return -ENOMEM;
+    if (!*c->stats.topic) {
+        free(c->stats.topic);
+        c->stats.topic = NULL;
+    }
+    if (c->spool.dir && !*c->spool.dir) {
+        free(c->spool.dir);
+        c->spool.dir = NULL;
+    }
     if (!*c->mqtt.status_topic) {
         free(c->mqtt.status_topic);
         c->mqtt.status_topic = NULL;
@@ -675,6 +707,8 @@ void conf_free(struct conf *c)
     free(c->announce.topic);
     free(c->announce.payload);
     free(c->announce.attributes_topic);
+    free(c->spool.dir);
+    free(c->stats.topic);
     for (size_t i = 0; i < c->n_devices; i++) {
         struct conf_device *d = &c->devices[i];
         free(d->name);

@@ -23,7 +23,7 @@ struct conf_loader {
     struct conf_file *file; /* the file being walked */
     const char *stack[16];  /* include chain, for cycle detection (real paths) */
     size_t depth;
-    struct conf_mark seen[4]; /* where each singular section was set (gateway, coap, mqtt, announce) */
+    struct conf_mark seen[6]; /* where each singular section was set (gateway, coap, mqtt, announce, spool, stats) */
     bool stopped;           /* too many errors */
 };
 

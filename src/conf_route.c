@@ -175,6 +175,8 @@ static const int identity_values[] = {CONF_ID_TOKEN, CONF_ID_DTLS, CONF_ID_PATH,
                                       CONF_ID_NONE};
 static const char *const output_names[] = {"json", "cbor", "raw", NULL};
 static const int output_values[] = {CONF_OUT_JSON, CONF_OUT_CBOR, CONF_OUT_RAW};
+static const char *const ack_names[] = {"received", "broker", NULL};
+static const int ack_values[] = {CONF_ACK_RECEIVED, CONF_ACK_BROKER};
 static const char *const shape_names[] = {"body", "timeseries", "by_device", "envelope", NULL};
 static const int shape_values[] = {CONF_SHAPE_BODY, CONF_SHAPE_TIMESERIES, CONF_SHAPE_BY_DEVICE,
                                    CONF_SHAPE_ENVELOPE};
@@ -198,6 +200,7 @@ static const struct conf_key route_keys[] = {
     {.name = "topic", .type = CONF_K_STR, .offset = R_OFF(topic)},
     {.name = "qos", .type = CONF_K_INT, .offset = R_OFF(qos), .min = 0, .max = 2},
     {.name = "retain", .type = CONF_K_BOOL, .offset = R_OFF(retain)},
+    {.name = "ack", .type = CONF_K_ENUM, .offset = R_OFF(ack), .names = ack_names, .values = ack_values},
     {.name = NULL},
 };
 
@@ -305,6 +308,8 @@ static int check_route(struct conf_loader *ld, yaml_node_t *v, struct conf_route
         rc = conf_err(ld, conf_map_get(ld, v, "shape"),
                       "route '%s': shape %s names the device, so identity cannot be none",
                       r->name, r->shape == CONF_SHAPE_TIMESERIES ? "timeseries" : "by_device");
+    if (r->ack == CONF_ACK_DEFAULT)
+        r->ack = r->qos > 0 ? CONF_ACK_BROKER : CONF_ACK_RECEIVED;
     if (!r->topic) {
         rc = conf_err(ld, v, "route '%s' has no 'topic'", r->name);
     } else if (tmpl_str_parse(r->topic, &topic, why, sizeof(why)) == 0) {

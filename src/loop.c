@@ -209,6 +209,12 @@ void loop_done(void)
     L.n_sig = 0;
 }
 
+void loop_drain_jobs(void)
+{
+    if (L.event_fd.fd >= 0)
+        on_event_fd(&L.event_fd, 0);
+}
+
 int loop_fd_add(struct loop_fd *fd, uint32_t events)
 {
     struct epoll_event ev = {.events = events, .data.ptr = fd};

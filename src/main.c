@@ -15,6 +15,8 @@
 #include "coap2mqtt/north.h"
 #include "coap2mqtt/route.h"
 #include "coap2mqtt/south.h"
+#include "coap2mqtt/spool.h"
+#include "coap2mqtt/stats.h"
 #include "coap2mqtt/uplink.h"
 
 /* Exit codes, as documented in docs/configuration.md and the README. */
@@ -48,11 +50,24 @@ static void on_hup(int signo)
     log_msg(LOG_NOTICE, "main: SIGHUP ignored: restart the service to apply a new configuration");
 }
 
-static int publish_north(void *ctx, const char *topic, const uint8_t *payload, size_t len,
-                         int qos, bool retain)
+/* Every reading goes through the spool; north drains it as the broker allows. */
+static int publish_spooled(void *ctx, const char *topic, const uint8_t *payload, size_t len,
+                           int qos, bool retain, void *waiter)
 {
+    uint64_t seq;
+    int rc;
+
     (void)ctx;
-    return north_publish(topic, payload, len, qos, retain);
+    rc = spool_put(topic, payload, len, qos, retain, waiter, &seq);
+    if (rc == 0)
+        north_pump();
+    return rc;
+}
+
+static void on_usr1(int signo)
+{
+    (void)signo;
+    stats_log();
 }
 
 static void on_north_connected(void *arg)
@@ -64,7 +79,13 @@ static void on_north_connected(void *arg)
 static int run(const struct conf *conf)
 {
     struct route_table *routes = NULL;
-    struct uplink_ops ops = {.publish = publish_north};
+    struct uplink_ops ops = {.publish = publish_spooled};
+    struct spool_limits limits = {
+        .max_messages = conf->spool.max_messages,
+        .max_bytes = conf->spool.max_bytes,
+        .dir = conf->spool.dir,
+        .fsync = conf->spool.fsync,
+    };
     char err[256];
     int rc;
 
@@ -75,12 +96,16 @@ static int run(const struct conf *conf)
     }
     signal(SIGPIPE, SIG_IGN);
     if (loop_signal_add(SIGTERM, on_stop_signal) < 0 || loop_signal_add(SIGINT, on_stop_signal) < 0 ||
-        loop_signal_add(SIGHUP, on_hup) < 0) {
+        loop_signal_add(SIGHUP, on_hup) < 0 || loop_signal_add(SIGUSR1, on_usr1) < 0) {
         log_msg(LOG_ERR, "main: cannot install signal handlers");
         loop_done();
         return EXIT_RUNTIME;
     }
     rc = device_registry_init(conf);
+    if (rc == 0)
+        rc = stats_init(conf);
+    if (rc == 0)
+        rc = spool_open(&limits);
     if (rc == 0)
         rc = route_table_build(conf, &routes, err, sizeof(err));
     if (rc == -EINVAL)
@@ -89,17 +114,23 @@ static int run(const struct conf *conf)
         rc = uplink_init(conf, routes, &ops);
     if (rc == 0)
         rc = north_init(conf, on_north_connected, NULL);
+    north_set_acked(south_acked);
     if (rc == 0)
         rc = south_init(conf);
     if (rc == 0) {
         log_msg(LOG_NOTICE, "main: ready gateway=%s listeners=%zu routes=%zu devices=%zu",
                 conf->gateway_name, conf->coap.n_listeners, conf->n_routes, conf->n_devices);
         north_start();
+        stats_start();
         rc = loop_run();
     }
-    south_free();
+    /* Hand what is in flight to the broker, take in the acknowledgements, keep the rest. */
     north_stop(SHUTDOWN_FLUSH_MS);
+    loop_drain_jobs();
+    spool_close(south_pending_free);
+    south_free();
     north_free();
+    stats_free();
     uplink_free();
     route_table_free(routes);
     device_registry_free();

@@ -12,6 +12,7 @@
 #include "coap2mqtt/log.h"
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/north.h"
+#include "coap2mqtt/spool.h"
 #include "coap2mqtt/tmpl.h"
 
 static struct {
@@ -25,6 +26,11 @@ static struct {
     bool stopping;
     unsigned backoff_s;
     struct loop_timer retry;
+    struct loop_timer pump_timer; /* the drain rate or a failed send wants a later pass */
+    double tokens; /* drain rate token bucket */
+    uint64_t tokens_at_ms;
+    north_acked_fn on_acked;
+    struct north_counters count;
     /* Shutdown waits for the disconnect to complete on Paho's thread. */
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -108,23 +114,154 @@ static int expand_status_topic(const struct conf *conf, char **out)
 static void job_connected(void *arg)
 {
     (void)arg;
+    if (N.connected)
+        return;
     N.connected = true;
     N.backoff_s = 0;
-    log_msg(LOG_NOTICE, "north: connected broker=%s", N.conf->mqtt.url);
+    N.count.reconnects++;
+    log_msg(LOG_NOTICE, "north: connected broker=%s spooled=%zu", N.conf->mqtt.url,
+            spool_depth());
     if (N.status_topic)
         north_publish(N.status_topic, STATUS_ONLINE, sizeof(STATUS_ONLINE) - 1, 1, true);
     if (N.on_connected)
         N.on_connected(N.arg);
+    /* A backlog drains at the configured rate from an empty bucket. */
+    N.tokens = 0;
+    N.tokens_at_ms = loop_now_ms();
+    north_pump();
 }
 
 static void job_lost(void *arg)
 {
     char *cause = arg;
 
+    /* A clean session forgets what was in flight: the spool sends it again (at least once). */
+    spool_requeue_all();
+    if (N.connected)
+        log_msg(LOG_WARNING, "north: connection lost broker=%s cause=\"%s\" spooled=%zu",
+                N.conf->mqtt.url, cause ? cause : "unknown", spool_depth());
     N.connected = false;
-    log_msg(LOG_WARNING, "north: connection lost broker=%s cause=\"%s\"", N.conf->mqtt.url,
-            cause ? cause : "unknown");
     free(cause);
+}
+
+/* Paho's per-message callbacks carry the spool sequence number as their context. */
+static void job_acked(void *arg)
+{
+    uint64_t seq = (uint64_t)(uintptr_t)arg;
+    bool found;
+    void *waiter = spool_ack(seq, &found);
+
+    if (found) {
+        N.count.acked++;
+        if (waiter && N.on_acked)
+            N.on_acked(waiter);
+    }
+    north_pump();
+}
+
+static void job_send_failed(void *arg)
+{
+    uint64_t seq = (uint64_t)(uintptr_t)arg;
+
+    N.count.send_failures++;
+    spool_requeue(seq);
+    if (!N.stopping)
+        loop_timer_set(&N.pump_timer, 1000);
+}
+
+static void cb_sent(void *ctx, MQTTAsync_successData *resp)
+{
+    (void)resp;
+    loop_post(job_acked, ctx);
+}
+
+static void cb_sent5(void *ctx, MQTTAsync_successData5 *resp)
+{
+    (void)resp;
+    loop_post(job_acked, ctx);
+}
+
+static void cb_send_failed(void *ctx, MQTTAsync_failureData *resp)
+{
+    (void)resp;
+    loop_post(job_send_failed, ctx);
+}
+
+static void cb_send_failed5(void *ctx, MQTTAsync_failureData5 *resp)
+{
+    (void)resp;
+    loop_post(job_send_failed, ctx);
+}
+
+static void on_pump_timer(struct loop_timer *t)
+{
+    (void)t;
+    north_pump();
+}
+
+/* Token bucket: at most drain_rate messages a second, bursts of one second's worth. */
+static bool take_token(void)
+{
+    int rate = N.conf->mqtt.drain_rate;
+    uint64_t now = loop_now_ms();
+
+    if (rate <= 0)
+        return true;
+    N.tokens += (double)(now - N.tokens_at_ms) * rate / 1000.0;
+    N.tokens_at_ms = now;
+    if (N.tokens > rate)
+        N.tokens = rate;
+    if (N.tokens < 1.0) {
+        loop_timer_set(&N.pump_timer, (uint64_t)((1.0 - N.tokens) * 1000.0 / rate) + 1);
+        return false;
+    }
+    N.tokens -= 1.0;
+    return true;
+}
+
+void north_pump(void)
+{
+    bool v5 = N.conf->mqtt.protocol == CONF_MQTT_5;
+
+    while (N.connected && !N.stopping && spool_inflight() < (size_t)N.conf->mqtt.inflight) {
+        struct spool_msg *m = spool_next_queued();
+        MQTTAsync_message msg = MQTTAsync_message_initializer;
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        int rc;
+
+        if (!m || !take_token())
+            return;
+        msg.payload = m->payload;
+        msg.payloadlen = (int)m->len;
+        msg.qos = m->qos;
+        msg.retained = m->retain;
+        ro.context = (void *)(uintptr_t)m->seq;
+        if (v5) {
+            ro.onSuccess5 = cb_sent5;
+            ro.onFailure5 = cb_send_failed5;
+        } else {
+            ro.onSuccess = cb_sent;
+            ro.onFailure = cb_send_failed;
+        }
+        rc = MQTTAsync_sendMessage(N.client, m->topic, &msg, &ro);
+        if (rc != MQTTASYNC_SUCCESS) {
+            log_msg(LOG_WARNING, "north: send failed topic=%s rc=%d", m->topic, rc);
+            loop_timer_set(&N.pump_timer, 1000);
+            return;
+        }
+        spool_mark_inflight(m);
+        N.count.sent++;
+    }
+}
+
+void north_set_acked(north_acked_fn fn)
+{
+    N.on_acked = fn;
+}
+
+const struct north_counters *north_counters(void)
+{
+    return &N.count;
 }
 
 static int connect_now(void);
@@ -241,8 +378,8 @@ static int connect_now(void)
     opts->automaticReconnect = 1;
     opts->minRetryInterval = m->reconnect_min;
     opts->maxRetryInterval = m->reconnect_max;
-    /* Paho's default window throttles QoS 1 throughput; the broker bounds it anyway. */
-    opts->maxInflight = 1000;
+    /* Our window plus room for status and statistics messages. */
+    opts->maxInflight = N.conf->mqtt.inflight + 8;
     opts->connectTimeout = 10;
     opts->context = NULL;
     if (v5) {
@@ -291,6 +428,7 @@ int north_init(const struct conf *conf, north_connected_fn on_connected, void *a
     N.on_connected = on_connected;
     N.arg = arg;
     N.retry.cb = on_retry;
+    N.pump_timer.cb = on_pump_timer;
     if (!conf->mqtt.url || !*conf->mqtt.url) {
         log_msg(LOG_ERR, "north: no broker configured (mqtt.url)");
         return -EINVAL;
@@ -303,11 +441,8 @@ int north_init(const struct conf *conf, north_connected_fn on_connected, void *a
     rc = expand_status_topic(conf, &N.status_topic);
     if (rc < 0)
         return rc;
-    /* Buffer while the broker is away, also before the first connection succeeds. */
-    cr.sendWhileDisconnected = 1;
-    cr.allowDisconnectedSendAtAnyTime = 1;
-    cr.maxBufferedMessages = conf->mqtt.max_buffered;
-    cr.deleteOldestMessages = 0;
+    /* The spool holds readings while the broker is away; Paho buffers nothing itself. */
+    cr.sendWhileDisconnected = 0;
     cr.MQTTVersion = conf->mqtt.protocol == CONF_MQTT_5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
     rc = MQTTAsync_createWithOptions(&N.client, N.uri, conf->mqtt.client_id,
                                      MQTTCLIENT_PERSISTENCE_NONE, NULL, &cr);
@@ -331,6 +466,8 @@ int north_publish(const char *topic, const void *payload, size_t len, int qos, b
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     int rc;
 
+    if (!N.connected)
+        return -ENOTCONN;
     msg.payload = (void *)payload;
     msg.payloadlen = (int)len;
     msg.qos = qos;
@@ -370,6 +507,7 @@ void north_stop(unsigned timeout_ms)
         return;
     N.stopping = true;
     loop_timer_cancel(&N.retry);
+    loop_timer_cancel(&N.pump_timer);
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += timeout_ms / 1000;
     deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
@@ -379,7 +517,8 @@ void north_stop(unsigned timeout_ms)
     }
     if (!MQTTAsync_isConnected(N.client))
         return;
-    /* Readings already taken should reach the broker before we go. */
+    /* Readings in flight should reach the broker before we go (the acknowledgements are
+     * handled when the caller drains the loop's jobs). */
     if (MQTTAsync_getPendingTokens(N.client, &tokens) == MQTTASYNC_SUCCESS && tokens) {
         for (size_t i = 0; tokens[i] != -1 && ms_left(&deadline) > 0; i++)
             MQTTAsync_waitForCompletion(N.client, tokens[i], ms_left(&deadline));

@@ -11,6 +11,7 @@
 #include "coap2mqtt/log.h"
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/south.h"
+#include "coap2mqtt/stats.h"
 #include "south_internal.h"
 
 #define SOUTH_MAX_SEGS 32
@@ -23,6 +24,55 @@ static struct {
     struct loop_timer tick;
     unsigned sessions;
 } S;
+
+/* A CON request whose answer waits for the broker (ack: broker): the spool holds this as the
+ * reading's waiter; libcoap holds the exchange as an async entry (the device got an empty
+ * ACK and waits for the separate response). */
+struct south_pending {
+    coap_session_t *session; /* referenced while we wait */
+    uint8_t token[8];
+    size_t token_len;
+    unsigned code;
+};
+
+static struct south_pending *pending_new(coap_session_t *session, const coap_pdu_t *request)
+{
+    struct south_pending *p = calloc(1, sizeof(*p));
+    coap_bin_const_t tok = coap_pdu_get_token(request);
+
+    if (!p)
+        return NULL;
+    p->session = coap_session_reference(session);
+    p->token_len = tok.length <= sizeof(p->token) ? tok.length : sizeof(p->token);
+    memcpy(p->token, tok.s, p->token_len);
+    return p;
+}
+
+void south_pending_free(void *waiter)
+{
+    struct south_pending *p = waiter;
+
+    if (!p)
+        return;
+    coap_session_release(p->session);
+    free(p);
+}
+
+/* The broker has the reading: let libcoap run the handler again for the separate answer. */
+void south_acked(void *waiter)
+{
+    struct south_pending *p = waiter;
+    coap_bin_const_t tok = {p->token_len, p->token};
+    coap_async_t *async = coap_find_async(p->session, tok);
+
+    if (!async) {
+        /* The session went away meanwhile: nobody is left to answer. */
+        south_pending_free(p);
+        return;
+    }
+    coap_async_set_app_data(async, p);
+    coap_async_trigger(async);
+}
 
 static void set_error(coap_pdu_t *response, unsigned code, const char *diag, unsigned max_age)
 {
@@ -81,12 +131,39 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     size_t len = 0, offset = 0, total = 0;
     const uint8_t *data = NULL;
 
+    struct south_pending *pending = NULL;
+    coap_async_t *async;
+    coap_mid_t mid = coap_pdu_get_mid(request);
+    unsigned code, max_age;
+
     (void)resource;
     (void)query_str;
+    /* The separate answer of an ack: broker exchange: libcoap calls us again on trigger. */
+    async = coap_find_async(session, coap_pdu_get_token(request));
+    if (async) {
+        struct south_pending *p = coap_async_get_app_data(async);
+        if (p) {
+            coap_pdu_set_code(response, COAP_RESPONSE_CODE(p->code));
+            coap_async_set_app_data(async, NULL);
+            south_pending_free(p);
+        }
+        return;
+    }
     peer[coap_print_addr(coap_session_get_addr_remote(session), (uint8_t *)peer,
                          sizeof(peer) - 1)] = '\0';
     req.peer = peer;
     req.method = coap_pdu_get_code(request);
+    /* RFC 7252 4.5: a retransmission gets the first answer and is not processed again. */
+    if (south_dedup_find(peer, (uint16_t)mid, &code, &max_age)) {
+        stats_count(STATS_DUPLICATES, NULL);
+        log_msg(LOG_DEBUG, "south: duplicate peer=%s mid=%d code=%u.%02u", peer, mid,
+                code / 100, code % 100);
+        if (code / 100 == 2)
+            coap_pdu_set_code(response, COAP_RESPONSE_CODE(code));
+        else
+            set_error(response, code, NULL, max_age);
+        return;
+    }
     if (S.sessions > S.conf->coap.max_sessions) {
         log_msg(LOG_WARNING, "south: rejected peer=%s code=5.03 reason=\"too many sessions\"",
                 peer);
@@ -120,7 +197,31 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     req.body = data;
     req.len = len;
     req.auth = south_dtls_session_auth(session, &req.auth_id, &req.auth_id_len);
+    req.confirmable = coap_pdu_get_type(request) == COAP_MESSAGE_CON;
+    if (req.confirmable) {
+        pending = pending_new(session, request);
+        req.waiter = pending;
+    }
     uplink_handle(&req, &res);
+    stats_count(STATS_RECEIVED, res.route);
+    if (res.code / 100 == 2)
+        stats_count(STATS_ACCEPTED, res.route);
+    else if (res.code == 503)
+        stats_count(STATS_REFUSED, res.route);
+    else if (res.code / 100 == 4)
+        stats_count(STATS_REJECTED, res.route);
+    south_dedup_store(peer, (uint16_t)mid, res.code, res.max_age);
+    if (res.pending) {
+        /* Taken: the spool owns pending now. An empty ACK goes out; the answer follows. */
+        pending->code = res.code;
+        if (!coap_register_async(session, request, 0)) {
+            /* Should not happen (token already registered): answer now rather than never. */
+            log_msg(LOG_WARNING, "south: cannot defer the answer peer=%s", peer);
+            coap_pdu_set_code(response, COAP_RESPONSE_CODE(res.code));
+        }
+        return;
+    }
+    south_pending_free(pending);
     if (res.code / 100 == 2)
         coap_pdu_set_code(response, COAP_RESPONSE_CODE(res.code));
     else
@@ -213,6 +314,8 @@ int south_init(const struct conf *conf)
     int rc;
 
     S.conf = conf;
+    if (south_dedup_init() < 0)
+        return -ENOMEM;
     coap_startup();
     S.ctx = coap_new_context(NULL);
     if (!S.ctx)
@@ -268,6 +371,7 @@ void south_free(void)
         S.ctx = NULL;
     }
     south_dtls_free();
+    south_dedup_free();
     coap_cleanup();
 }
 

@@ -3,6 +3,9 @@
 #ifndef COAP2MQTT_SOUTH_INTERNAL_H
 #define COAP2MQTT_SOUTH_INTERNAL_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include <coap3/coap.h>
 
 #include "coap2mqtt/conf.h"
@@ -16,5 +19,11 @@ enum uplink_auth south_dtls_session_auth(const coap_session_t *session, const ch
                                          size_t *len);
 /* Release what south_dtls attached to a session that is going away. */
 void south_dtls_session_gone(coap_session_t *session);
+
+/* Duplicate suppression (south_dedup.c): answers by (peer, message ID). */
+int south_dedup_init(void);
+void south_dedup_free(void);
+bool south_dedup_find(const char *peer, uint16_t mid, unsigned *code, unsigned *max_age);
+void south_dedup_store(const char *peer, uint16_t mid, unsigned code, unsigned max_age);
 
 #endif

@@ -233,14 +233,14 @@ static int identify_from_payload(struct uplink_job *j)
 }
 
 static int publish(struct uplink_job *j, const char *topic, const uint8_t *payload, size_t len,
-                   int qos, bool retain)
+                   int qos, bool retain, void *waiter)
 {
-    int rc = U.ops.publish(U.ops.ctx, topic, payload, len, qos, retain);
+    int rc = U.ops.publish(U.ops.ctx, topic, payload, len, qos, retain, waiter);
 
     if (rc == 0)
         return 0;
     if (rc == -ENOBUFS || rc == -EAGAIN) {
-        j->res->max_age = 5;
+        j->res->max_age = U.conf->spool.retry_after ? (unsigned)U.conf->spool.retry_after : 30;
         fail(j, 503, "gateway busy, retry later");
     } else {
         fail(j, 500, "publish failed");
@@ -285,7 +285,7 @@ static int announce(struct uplink_job *j)
         goto out;
     }
     rc = publish(j, (const char *)topic.data, payload.data, payload.len, U.conf->announce.qos,
-                 false);
+                 false, NULL);
     if (rc == 0 && U.attributes_topic && j->device->conf && j->device->conf->n_attrs) {
         buf_reset(&topic);
         buf_reset(&payload);
@@ -296,7 +296,7 @@ static int announce(struct uplink_job *j)
             fail(j, 500, "cannot build the static attributes");
         else
             rc = publish(j, (const char *)topic.data, payload.data, payload.len,
-                         U.conf->announce.qos, false);
+                         U.conf->announce.qos, false, NULL);
     }
     if (rc == 0)
         j->device->announced = true;
@@ -358,6 +358,7 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
     struct buf topic = BUF_INIT, out = BUF_INIT;
     struct codec_opts opts;
     const char *bad = NULL;
+    void *waiter;
     char why[160];
     int rc;
 
@@ -372,6 +373,7 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
         fail(&j, 405, "method not allowed here");
         return;
     }
+    res->route = j.route->conf;
     if (pick_format(&j) < 0)
         return;
     if (req->len > U.conf->coap.max_body_size) {
@@ -410,15 +412,19 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
     }
     if (announce(&j) < 0)
         goto out;
+    /* ack: broker holds the answer of a CON request until the broker has the reading. */
+    waiter = j.route->conf->ack == CONF_ACK_BROKER && req->confirmable ? req->waiter : NULL;
     if (publish(&j, (const char *)topic.data, out.data, out.len, j.route->conf->qos,
-                j.route->conf->retain) < 0)
+                j.route->conf->retain, waiter) < 0)
         goto out;
     if (j.device)
         j.device->last_seen_ms = loop_now_ms();
     res->code = success_code(req->method);
-    log_msg(LOG_DEBUG, "south: published peer=%s route=%s device=\"%s\" topic=%s bytes=%zu",
-            req->peer ? req->peer : "-", j.route->conf->name,
-            j.device ? j.device->name : "-", (const char *)topic.data, out.len);
+    res->pending = waiter != NULL;
+    log_msg(LOG_DEBUG,
+            "south: accepted peer=%s route=%s device=\"%s\" topic=%s bytes=%zu answer=%s",
+            req->peer ? req->peer : "-", j.route->conf->name, j.device ? j.device->name : "-",
+            (const char *)topic.data, out.len, waiter ? "after-broker" : "now");
 out:
     json_object_put(j.body);
     buf_free(&topic);

@@ -94,6 +94,13 @@ enum conf_csv_layout {
     CONF_CSV_NAME_TYPE, /* name,type,key,value,key,value,... */
 };
 
+/* When a device is answered. */
+enum conf_ack {
+    CONF_ACK_DEFAULT,  /* broker for QoS >= 1, received for QoS 0 */
+    CONF_ACK_RECEIVED, /* once the gateway has taken (spooled) the reading */
+    CONF_ACK_BROKER,   /* once the broker has acknowledged it (CON requests) */
+};
+
 /* A required query parameter: literal value, or a capture when value is "{var}". */
 struct conf_query {
     char *name;
@@ -122,6 +129,7 @@ struct conf_route {
     char *topic; /* MQTT topic template */
     int qos; /* 0..2, default 1 */
     bool retain;
+    enum conf_ack ack; /* default: broker for QoS 1 and 2, received for QoS 0 */
     struct conf_mark mark;
 };
 
@@ -142,9 +150,23 @@ struct conf_mqtt {
     enum conf_mqtt_protocol protocol; /* default 3.1.1 */
     int keepalive; /* seconds, default 30 */
     char *status_topic; /* template; default "coap2mqtt/{gateway}/status" */
-    int max_buffered; /* messages buffered while the broker is away, default 10000 */
     int reconnect_min; /* seconds, default 1 */
     int reconnect_max; /* seconds, default 60 */
+    int inflight; /* messages handed to the broker and not yet acknowledged, default 100 */
+    int drain_rate; /* messages per second to the broker, 0 = unlimited (default) */
+};
+
+struct conf_spool {
+    char *dir; /* NULL: memory only */
+    size_t max_messages; /* default 10000 */
+    size_t max_bytes; /* default 16 MiB */
+    bool fsync; /* default false */
+    int retry_after; /* Max-Age of the 5.03 sent when full, default 30 */
+};
+
+struct conf_stats {
+    char *topic; /* template, retained; default "coap2mqtt/{gateway}/stats", "" disables */
+    int interval; /* seconds, default 60 */
 };
 
 /* Published once per device and MQTT connection before its first data. */
@@ -176,6 +198,8 @@ struct conf {
     struct conf_coap coap;
     struct conf_mqtt mqtt;
     struct conf_announce announce;
+    struct conf_spool spool;
+    struct conf_stats stats;
     struct conf_device *devices;
     size_t n_devices;
     struct conf_route *routes;

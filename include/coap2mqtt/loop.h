@@ -41,6 +41,8 @@ void loop_timer_cancel(struct loop_timer *t);
 int loop_signal_add(int signo, loop_signal_handler cb);
 /* Thread-safe: run fn(arg) on the loop thread soon. 0 or -ENOMEM. */
 int loop_post(loop_job_fn fn, void *arg);
+/* Run the jobs other threads have posted so far (used while shutting down). */
+void loop_drain_jobs(void);
 /* Run until loop_stop(); returns 0. */
 int loop_run(void);
 void loop_stop(void);

@@ -14,6 +14,8 @@
 
 /* Called on the loop thread after every (re)connection. */
 typedef void (*north_connected_fn)(void *arg);
+/* Called on the loop thread when the broker has acknowledged a spooled message. */
+typedef void (*north_acked_fn)(void *waiter);
 
 /**
  * Create the client (does not connect yet).
@@ -22,9 +24,18 @@ typedef void (*north_connected_fn)(void *arg);
 int north_init(const struct conf *conf, north_connected_fn on_connected, void *arg);
 /* Start connecting; retries with backoff until north_stop(). */
 int north_start(void);
+void north_set_acked(north_acked_fn fn);
+/* Hand spooled messages to the broker (within the in-flight window and drain rate). Call
+ * after spool_put(). */
+void north_pump(void);
+/* Counters since start. */
+struct north_counters {
+    unsigned long long sent, acked, send_failures, reconnects;
+};
+const struct north_counters *north_counters(void);
 /**
- * Queue a message. While the broker is away it is buffered (up to mqtt.max_buffered).
- * @return 0, -ENOBUFS when the buffer is full, -EIO on other failures.
+ * Publish directly, outside the spool (status and statistics): dropped while disconnected.
+ * @return 0, -ENOTCONN, -ENOBUFS when Paho's buffer is full, -EIO on other failures.
  */
 int north_publish(const char *topic, const void *payload, size_t len, int qos, bool retain);
 bool north_connected(void);

@@ -11,6 +11,10 @@
  */
 int south_init(const struct conf *conf);
 void south_free(void);
+/* The broker acknowledged a reading whose answer was waiting (north_acked_fn). */
+void south_acked(void *waiter);
+/* Forget a waiting answer (shutdown): releases what it holds. */
+void south_pending_free(void *waiter);
 /* Sessions currently open (plain and DTLS). */
 unsigned south_session_count(void);
 

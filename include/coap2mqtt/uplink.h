@@ -35,18 +35,23 @@ struct uplink_req {
     const char *auth_id;
     size_t auth_id_len;
     const char *peer; /* printable peer address, for logs */
+    bool confirmable; /* a CON request: can wait for the broker (ack: broker) */
+    void *waiter; /* handed to the spool when the answer waits for the broker */
 };
 
 struct uplink_res {
     unsigned code; /* class * 100 + detail: 204 = 2.04, 401 = 4.01 */
     unsigned max_age; /* seconds; sent with 5.03 */
     char diag[160]; /* diagnostic payload of an error response */
+    bool pending; /* taken; answer `code` when the broker acknowledges (req->waiter) */
+    const struct conf_route *route; /* the matched route, NULL when none */
 };
 
-/* Publish hook: 0 when taken, -ENOBUFS when the gateway cannot take more (5.03). */
+/* Publish hook (the spool): 0 when taken, -ENOBUFS when the gateway cannot take more
+ * (5.03). waiter is told when the broker has the message (NULL: nobody waits). */
 struct uplink_ops {
     int (*publish)(void *ctx, const char *topic, const uint8_t *payload, size_t len, int qos,
-                   bool retain);
+                   bool retain, void *waiter);
     void *ctx;
 };
 

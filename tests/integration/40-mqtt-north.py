@@ -3,7 +3,7 @@
 readings buffered while the broker is away."""
 import json
 
-from harness import certs, coap_client, main, with_env
+from harness import certs, coap_client, coap_client_start, main, with_env
 
 STATUS = "coap2mqtt/test-gw/status"
 BODY = '{"v":1}'
@@ -87,6 +87,24 @@ def test_readings_buffered_while_broker_is_away(env):
     got = [sub.next(30) for _ in range(20)]
     assert [json.loads(p)["n"] for _, p in got] == list(range(1, 21)), got
     assert sub.marker() == []
+
+
+@with_env("north-ack-broker", mqtt_extra="  reconnect_min: 1\n  reconnect_max: 2\n")
+def test_ack_broker_answers_only_after_the_broker_has_it(env):
+    sub = env.sub("v1/gateway/telemetry")
+    env.broker.stop()
+    env.gw.wait_log("north: connection lost", 20)
+    mark = len(env.gw.lines)
+    client = coap_client_start("-m", "post", "-e", '{"late":1}', "-B", "60",
+                               env.url("/api/v1/A1_TEST_TOKEN/telemetry"))
+    # the reading is taken (spooled) but the device has no answer while the broker is away
+    env.gw.wait_log("route=tb-telemetry", 20, start=mark)
+    assert client.poll() is None, "answered before the broker had the reading"
+    env.broker.start()
+    out = client.communicate(timeout=40)[0].decode()
+    assert client.returncode == 0 and "4." not in out and "5." not in out, out
+    topic, payload = sub.next(30)
+    assert json.loads(payload)["Device A"][0]["values"] == {"late": 1}
 
 
 main(globals())

@@ -323,13 +323,15 @@ class Gateway:
             self.cond.notify_all()
 
     def wait_log(self, needle, timeout=10, start=0):
+        """Index of the first log line (from start) containing needle (or any of a tuple)."""
+        needles = needle if isinstance(needle, tuple) else (needle,)
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
                 for i, line in enumerate(self.lines[start:], start):
                     if line is None:
                         raise AssertionError(f"gateway exited before logging '{needle}'")
-                    if needle in line:
+                    if any(n in line for n in needles):
                         return i
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -373,6 +375,12 @@ def run(args, input=None, timeout=20, env=None, cwd=None):
                           cwd=cwd)
 
 
+def coap_client_start(*args):
+    """coap-client in the background (for answers that wait on something)."""
+    return subprocess.Popen([coap_client_bin(), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
 def coap_client(*args, input=None, timeout=20):
     """libcoap's coap-client; returns (code or None, stdout+stderr text)."""
     r = run([coap_client_bin(), *args], input=input, timeout=timeout)
@@ -409,7 +417,7 @@ devices:
   - {{name: Device A, type: Sensor A, token: A1_TEST_TOKEN, psk_identity: device-a, psk_key: secretPSK, cert_cn: device-a}}
   - {{name: Device B, type: Sensor B, token: B1_TEST_TOKEN, attributes: {{model: TH-2, floor: 3}}}}
 routes:
-  - {{name: raw, methods: [POST, PUT], path: "/raw/{{token}}/{{channel}}", identity: token, formats: [json, cbor], output: json, shape: body, topic: "raw/{{device}}/{{channel}}", qos: 1}}
+  - {{name: raw, methods: [POST, PUT], path: "/raw/{{token}}/{{channel}}", identity: token, formats: [json, cbor], output: json, shape: body, topic: "raw/{{device}}/{{channel}}", qos: 1, ack: received}}
 {extra}"""
 
 
