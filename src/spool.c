@@ -264,7 +264,7 @@ static void replay(const uint8_t *d, size_t n)
     if (in_bad || off < n) {
         log_msg(LOG_WARNING, "spool: skipped corrupt or truncated bytes %zu..%zu of %s",
                 in_bad ? bad_at : off, n, P.path);
-        skipped++;
+        skipped += in_bad ? 0 : 1; /* a region still open was counted when it began */
     }
     if (P.depth || skipped)
         log_msg(LOG_NOTICE, "spool: recovered messages=%zu bytes=%zu corrupt_regions=%zu from %s",
