@@ -135,13 +135,21 @@ static void job_lost(void *arg)
 {
     char *cause = arg;
 
-    /* A clean session forgets what was in flight: the spool sends it again (at least once). */
+    /* Every session is clean (Paho 1.3.11 left QoS 2 messages stuck in flight when resuming
+     * one): what was in flight is sent again from the spool, so a reading whose
+     * acknowledgement was lost with the link arrives twice (at least once). */
+    N.count.resent += spool_inflight();
     spool_requeue_all();
     if (N.connected)
         log_msg(LOG_WARNING, "north: connection lost broker=%s cause=\"%s\" spooled=%zu",
                 N.conf->mqtt.url, cause ? cause : "unknown", spool_depth());
     N.connected = false;
     free(cause);
+    /* Our own reconnect: Paho's would reuse the first connection's clean-session flag. */
+    if (!N.stopping) {
+        N.backoff_s = (unsigned)N.conf->mqtt.reconnect_min;
+        loop_timer_set(&N.retry, (uint64_t)N.backoff_s * 1000u);
+    }
 }
 
 /* Paho's per-message callbacks carry the spool sequence number as their context. */
@@ -311,6 +319,20 @@ static int cb_message_arrived(void *ctx, char *topic, int topic_len, MQTTAsync_m
     return 1;
 }
 
+static void cb_connect_ok(void *ctx, MQTTAsync_successData *resp)
+{
+    (void)ctx;
+    (void)resp;
+    loop_post(job_connected, NULL);
+}
+
+static void cb_connect_ok5(void *ctx, MQTTAsync_successData5 *resp)
+{
+    (void)ctx;
+    (void)resp;
+    loop_post(job_connected, NULL);
+}
+
 static void cb_connect_failure(void *ctx, MQTTAsync_failureData *resp)
 {
     (void)ctx;
@@ -375,18 +397,18 @@ static int connect_now(void)
     int rc;
 
     opts->keepAliveInterval = m->keepalive;
-    opts->automaticReconnect = 1;
-    opts->minRetryInterval = m->reconnect_min;
-    opts->maxRetryInterval = m->reconnect_max;
+    opts->automaticReconnect = 0;
     /* Our window plus room for status and statistics messages. */
     opts->maxInflight = N.conf->mqtt.inflight + 8;
     opts->connectTimeout = 10;
     opts->context = NULL;
     if (v5) {
         opts->cleanstart = 1;
+        opts->onSuccess5 = cb_connect_ok5;
         opts->onFailure5 = cb_connect_failure5;
     } else {
         opts->cleansession = 1;
+        opts->onSuccess = cb_connect_ok;
         opts->onFailure = cb_connect_failure;
     }
     if (m->username && *m->username)

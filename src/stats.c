@@ -93,9 +93,10 @@ int stats_json(struct buf *out)
     if (rc == 0)
         rc = buf_printf(out,
                         "\"published\":%llu,\"acknowledged\":%llu,\"send_failures\":%llu,"
-                        "\"connections\":%llu,\"spooled\":%zu,\"spool_bytes\":%zu,"
-                        "\"in_flight\":%zu,\"routes\":{",
-                        n->sent, n->acked, n->send_failures, n->reconnects, spool_depth(),
+                        "\"resent\":%llu,\"connections\":%llu,\"spooled\":%zu,"
+                        "\"spool_bytes\":%zu,\"in_flight\":%zu,\"routes\":{",
+                        n->sent, n->acked, n->send_failures, n->resent, n->reconnects,
+                        spool_depth(),
                         spool_bytes(), spool_inflight());
     for (size_t r = 0; S.conf && r < S.conf->n_routes && rc == 0; r++) {
         rc = buf_append_str(out, r ? ",\"" : "\"");

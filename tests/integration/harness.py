@@ -151,7 +151,17 @@ class Broker:
         lines = [f"listener {self.port} 127.0.0.1", "max_queued_messages 100000",
                  "max_inflight_messages 0"]
         if persistent:
-            lines += ["persistence true", f"persistence_location {tdir.path}/"]
+            # mosquitto started as root drops to user mosquitto: it must own this directory
+            pdir = os.path.join(tdir.path, "broker-db")
+            os.makedirs(pdir, exist_ok=True)
+            if os.getuid() == 0:
+                import pwd
+                try:
+                    pw = pwd.getpwnam("mosquitto")
+                    os.chown(pdir, pw.pw_uid, pw.pw_gid)
+                except KeyError:
+                    pass
+            lines += ["persistence true", f"persistence_location {pdir}/"]
         else:
             lines.append("persistence false")
         if passwords:
@@ -211,17 +221,86 @@ class Broker:
         subprocess.run(args, check=True, capture_output=True, timeout=10)
 
 
+class LinkProxy:
+    """A TCP forwarder in front of the broker whose link can be cut and restored, so the
+    gateway loses its broker while the broker and its subscribers stay up."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.port = free_port()
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", self.port))
+        self.lsock.listen(8)
+        self.up = True
+        self.conns = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            if not self.up:
+                c.close()
+                continue
+            try:
+                b = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, b]
+            for src, dst in ((c, b), (b, c)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.up = False
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.conns = []
+
+    def restore(self):
+        self.up = True
+
+    def close(self):
+        self.cut()
+        self.lsock.close()
+
+
 class Subscriber:
     """mosquitto_sub on some topics, binary-safe (hex payloads), confirmed subscribed
     before the test sends anything."""
 
-    def __init__(self, broker, *topics, extra_args=(), client_id=None):
+    def __init__(self, broker, *topics, extra_args=(), client_id=None, qos=1):
         need("mosquitto_sub", "mosquitto_pub")
         self.broker = broker
         self.probe = f"c2m-probe/{uuid.uuid4().hex}"
         self.q = queue.Queue()
         self.early = []  # real messages that arrived while confirming the subscription
-        args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
+        args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", str(qos),
                 "-F", "%t %x", "-t", self.probe, *extra_args]
         if client_id:  # a persistent session: queued messages survive a reconnect
             args += ["-c", "-i", client_id]
@@ -310,7 +389,7 @@ class Gateway:
             self.wait_log("north: connected", 15)
 
     def _read(self):
-        with open(self.log_path, "w") as log:
+        with open(self.log_path, "a") as log:
             for raw in self.proc.stderr:
                 line = raw.decode(errors="replace").rstrip("\n")
                 log.write(line + "\n")
@@ -425,8 +504,16 @@ class Env:
     """A broker and a gateway for one test, torn down (and checked) afterwards."""
 
     def __init__(self, name, extra="", gw_env=None, dtls=False, broker_kwargs=None,
-                 mqtt_extra="", coap_extra="", wait_connected=True, mqtt_url=None):
+                 mqtt_extra="", coap_extra="", wait_connected=True, mqtt_url=None,
+                 top_extra="", files=None, includes=(), start=True):
+        """files: {relative path: text or bytes} written before the gateway starts;
+        includes: relative paths of YAML files (among them) the config includes;
+        top_extra: more top-level sections. "{tdir}" in any of them is the test directory."""
         self.tdir = TestDir(name)
+        for rel, content in (files or {}).items():
+            if isinstance(content, str):
+                content = content.replace("{tdir}", self.tdir.path)
+            self.tdir.file(rel, content)
         self.broker = Broker(self.tdir, **(broker_kwargs or {}))
         self.port = free_port(socket.SOCK_DGRAM)
         self.dport = free_port(socket.SOCK_DGRAM) if dtls else None
@@ -436,7 +523,25 @@ class Env:
         self.subs = []
         if mqtt_url:
             self.config = self.config.replace(f"url: {self.broker.url}", f"url: {mqtt_url(self)}")
-        self.gw = Gateway(self.tdir, self.config, env=gw_env, wait_connected=wait_connected)
+        for rel in includes:
+            self.config = self.config.replace('include: ["', f'include: ["{self.tdir.path}/{rel}", "')
+        self.config += top_extra.replace("{tdir}", self.tdir.path)
+        self.gw_env = gw_env
+        self.wait_connected = wait_connected
+        if start:
+            self.start_gateway()
+
+    def start_gateway(self):
+        self.gw = Gateway(self.tdir, self.config, env=self.gw_env,
+                          wait_connected=self.wait_connected)
+
+    def restart_gateway(self, kill=False):
+        """Stop (SIGKILL when kill) and start the gateway again on the same configuration."""
+        if kill:
+            self.gw.kill()
+        else:
+            self.gw.stop()
+        self.gw = Gateway(self.tdir, self.config, env=self.gw_env)
 
     def sub(self, *topics, **kw):
         s = Subscriber(self.broker, *topics, **kw)

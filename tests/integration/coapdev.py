@@ -1,0 +1,133 @@
+"""A small CoAP device for tests (RFC 7252): confirmable or not, retransmission with
+exponential back-off, piggybacked and separate responses, Max-Age. Many of them run in
+threads to simulate a site full of sensors."""
+import os
+import random
+import socket
+import struct
+import time
+
+CON, NON, ACK, RST = 0, 1, 2, 3
+ACK_TIMEOUT = 2.0
+ACK_RANDOM_FACTOR = 1.5
+MAX_RETRANSMIT = 4
+OPT_URI_PATH, OPT_CONTENT_FORMAT, OPT_MAX_AGE, OPT_URI_QUERY = 11, 12, 14, 15
+
+
+def _option(delta, value):
+    def nib(x):
+        if x < 13:
+            return x, b""
+        if x < 269:
+            return 13, bytes([x - 13])
+        return 14, struct.pack(">H", x - 269)
+    d, dx = nib(delta)
+    l, lx = nib(len(value))
+    return bytes([d << 4 | l]) + dx + lx + value
+
+
+def encode(mtype, code, mid, token, options=(), payload=b""):
+    out = bytes([0x40 | mtype << 4 | len(token), code]) + struct.pack(">H", mid) + token
+    last = 0
+    for num, value in sorted(options, key=lambda o: o[0]):
+        out += _option(num - last, value)
+        last = num
+    if payload:
+        out += b"\xff" + payload
+    return out
+
+
+def decode(data):
+    """(type, code 'c.dd', mid, token, options {num: [values]}, payload)"""
+    b0, code, mid = data[0], data[1], struct.unpack(">H", data[2:4])[0]
+    tkl = b0 & 0x0F
+    token = data[4:4 + tkl]
+    i, num, options = 4 + tkl, 0, {}
+    while i < len(data) and data[i] != 0xFF:
+        d, l = data[i] >> 4, data[i] & 0x0F
+        i += 1
+        for which in ("d", "l"):
+            v = d if which == "d" else l
+            if v == 13:
+                v = data[i] + 13
+                i += 1
+            elif v == 14:
+                v = struct.unpack(">H", data[i:i + 2])[0] + 269
+                i += 2
+            if which == "d":
+                d = v
+            else:
+                l = v
+        num += d
+        options.setdefault(num, []).append(data[i:i + l])
+        i += l
+    payload = data[i + 1:] if i < len(data) else b""
+    return (b0 >> 4) & 3, f"{code >> 5}.{code & 31:02d}", mid, token, options, payload
+
+
+class Device:
+    """One device: its own socket, message IDs and tokens."""
+
+    def __init__(self, host, port):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.addr = (host, port)
+        self.mid = random.randrange(0x10000)
+        self.retransmissions = 0
+
+    def close(self):
+        self.sock.close()
+
+    def request(self, path, payload, method=2, confirmable=True, content_format=50,
+                wait_separate=90.0):
+        """Send one request; returns (code, options, payload), or None when no answer
+        came (NON, or CON after all retransmissions)."""
+        self.mid = (self.mid + 1) & 0xFFFF
+        token = os.urandom(4)
+        opts = [(OPT_URI_PATH, seg.encode()) for seg in path.strip("/").split("/")]
+        if content_format is not None:
+            opts.append((OPT_CONTENT_FORMAT, bytes([content_format]) if content_format else b""))
+        msg = encode(CON if confirmable else NON, method, self.mid, token, opts,
+                     payload.encode() if isinstance(payload, str) else payload)
+        timeout = ACK_TIMEOUT * random.uniform(1, ACK_RANDOM_FACTOR)
+        acked_empty = False
+        tries = 0
+        deadline = None
+        self.sock.sendto(msg, self.addr)
+        while True:
+            if acked_empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.sock.settimeout(left)
+            else:
+                self.sock.settimeout(timeout)
+            try:
+                data, _ = self.sock.recvfrom(2048)
+            except socket.timeout:
+                if acked_empty:
+                    return None
+                if not confirmable or tries >= MAX_RETRANSMIT:
+                    return None
+                tries += 1
+                self.retransmissions += 1
+                timeout *= 2
+                self.sock.sendto(msg, self.addr)
+                continue
+            mtype, code, mid, rtoken, options, body = decode(data)
+            if mtype == ACK and mid == self.mid and code == "0.00":
+                acked_empty = True  # a separate response will follow
+                deadline = time.monotonic() + wait_separate
+                continue
+            if rtoken != token:
+                if mtype == CON:  # an old separate response: acknowledge and ignore
+                    self.sock.sendto(encode(ACK, 0, mid, b""), self.addr)
+                continue
+            if mtype == CON:
+                self.sock.sendto(encode(ACK, 0, mid, b""), self.addr)
+            return code, options, body
+
+
+def max_age(options):
+    v = options.get(OPT_MAX_AGE, [b""])[0]
+    return int.from_bytes(v, "big") if v else 60
