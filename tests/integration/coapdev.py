@@ -68,7 +68,9 @@ def decode(data):
 class Device:
     """One device: its own socket, message IDs and tokens."""
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, ack_timeout=ACK_TIMEOUT, max_retransmit=MAX_RETRANSMIT):
+        self.ack_timeout = ack_timeout
+        self.max_retransmit = max_retransmit
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.addr = (host, port)
@@ -89,7 +91,7 @@ class Device:
             opts.append((OPT_CONTENT_FORMAT, bytes([content_format]) if content_format else b""))
         msg = encode(CON if confirmable else NON, method, self.mid, token, opts,
                      payload.encode() if isinstance(payload, str) else payload)
-        timeout = ACK_TIMEOUT * random.uniform(1, ACK_RANDOM_FACTOR)
+        timeout = self.ack_timeout * random.uniform(1, ACK_RANDOM_FACTOR)
         acked_empty = False
         tries = 0
         deadline = None
@@ -107,7 +109,7 @@ class Device:
             except socket.timeout:
                 if acked_empty:
                     return None
-                if not confirmable or tries >= MAX_RETRANSMIT:
+                if not confirmable or tries >= self.max_retransmit:
                     return None
                 tries += 1
                 self.retransmissions += 1
@@ -131,3 +133,36 @@ class Device:
 def max_age(options):
     v = options.get(OPT_MAX_AGE, [b""])[0]
     return int.from_bytes(v, "big") if v else 60
+
+
+def run_many(host, port, n_dev, per_dev, path_fmt, ack_timeout, max_retransmit):
+    """n_dev devices in threads, each sending per_dev readings {"d":k,"seq":i} in order.
+    Returns {k: [code or None, ...]} and the total number of retransmissions."""
+    import json
+    import threading
+    results, retrans = {}, [0]
+
+    def one(k):
+        dev = Device(host, port, ack_timeout, max_retransmit)
+        codes = []
+        for i in range(per_dev):
+            r = dev.request(path_fmt.format(k=k), json.dumps({"d": k, "seq": i}))
+            codes.append(r[0] if r else None)
+        retrans[0] += dev.retransmissions
+        dev.close()
+        results[k] = codes
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(n_dev)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, retrans[0]
+
+
+if __name__ == "__main__":
+    # python3 coapdev.py HOST PORT N_DEV PER_DEV PATH_FMT: run devices, print JSON results
+    import json
+    import sys
+    res, rt = run_many(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
+                       sys.argv[5], 0.5, 10)
+    print(json.dumps({"results": res, "retransmissions": rt}))

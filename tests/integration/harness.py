@@ -478,8 +478,9 @@ def coap_cli(*args, input=None, timeout=20):
 
 
 def base_config(broker, coap_port, extra="", dtls_port=None, gateway_name="test-gw",
-                mqtt_extra="", coap_extra=""):
+                mqtt_extra="", coap_extra="", listen_extra=()):
     listen = [f"coap://127.0.0.1:{coap_port}", f"coap://[::1]:{coap_port}"]
+    listen += [f"coap://{h}:{coap_port}" for h in listen_extra]
     if dtls_port:
         listen.append(f"coaps://127.0.0.1:{dtls_port}")
     return f"""gateway:
@@ -505,7 +506,7 @@ class Env:
 
     def __init__(self, name, extra="", gw_env=None, dtls=False, broker_kwargs=None,
                  mqtt_extra="", coap_extra="", wait_connected=True, mqtt_url=None,
-                 top_extra="", files=None, includes=(), start=True):
+                 top_extra="", files=None, includes=(), start=True, listen_extra=()):
         """files: {relative path: text or bytes} written before the gateway starts;
         includes: relative paths of YAML files (among them) the config includes;
         top_extra: more top-level sections. "{tdir}" in any of them is the test directory."""
@@ -518,7 +519,8 @@ class Env:
         self.port = free_port(socket.SOCK_DGRAM)
         self.dport = free_port(socket.SOCK_DGRAM) if dtls else None
         self.config = base_config(self.broker, self.port, extra, self.dport,
-                                  mqtt_extra=mqtt_extra, coap_extra=coap_extra)
+                                  mqtt_extra=mqtt_extra, coap_extra=coap_extra,
+                                  listen_extra=listen_extra)
         self.gw = None
         self.subs = []
         if mqtt_url:
@@ -611,6 +613,12 @@ def with_env(name, **kw):
         run_test.__name__ = fn.__name__
         return run_test
     return wrap
+
+
+def collect_json(sub, n, timeout):
+    """The next n messages' payloads, parsed as JSON."""
+    deadline = time.monotonic() + timeout
+    return [json.loads(sub.next(max(1, deadline - time.monotonic()))[1]) for _ in range(n)]
 
 
 def jloads(b):
