@@ -77,38 +77,18 @@ static int uri_from_url(const char *url, char **out)
     return 0;
 }
 
-static bool gateway_lookup(void *ctx, const char *name, struct tmpl_slice *v)
-{
-    const struct conf *conf = ctx;
-
-    if (strcmp(name, "gateway") != 0)
-        return false;
-    v->s = conf->gateway_name;
-    v->len = strlen(conf->gateway_name);
-    return true;
-}
-
 static int expand_status_topic(const struct conf *conf, char **out)
 {
-    struct tmpl_str *t = NULL;
-    struct buf b = BUF_INIT;
-    char err[128];
     int rc;
 
     *out = NULL;
     if (!conf->mqtt.status_topic || !*conf->mqtt.status_topic)
         return 0;
-    rc = tmpl_str_parse(conf->mqtt.status_topic, &t, err, sizeof(err));
-    if (rc == 0)
-        rc = tmpl_str_expand(t, gateway_lookup, (void *)conf, TMPL_TOPIC, &b, NULL);
-    tmpl_str_free(t);
-    if (rc < 0) {
-        buf_free(&b);
-        log_msg(LOG_ERR, "north: bad status_topic '%s'", conf->mqtt.status_topic);
-        return -EINVAL;
-    }
-    *out = buf_steal(&b);
-    return 0;
+    rc = tmpl_expand_one(conf->mqtt.status_topic, "gateway", conf->gateway_name, TMPL_TOPIC, out);
+    if (rc == -EINVAL)
+        log_msg(LOG_ERR, "north: bad status_topic '%s' (only {gateway} is known)",
+                conf->mqtt.status_topic);
+    return rc;
 }
 
 static void job_connected(void *arg)

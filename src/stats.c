@@ -25,17 +25,6 @@ static struct {
     struct loop_timer timer;
 } S;
 
-static bool gateway_only(void *ctx, const char *name, struct tmpl_slice *v)
-{
-    const struct conf *conf = ctx;
-
-    if (strcmp(name, "gateway") != 0)
-        return false;
-    v->s = conf->gateway_name;
-    v->len = strlen(conf->gateway_name);
-    return true;
-}
-
 int stats_init(const struct conf *conf)
 {
     memset(&S, 0, sizeof(S));
@@ -44,21 +33,13 @@ int stats_init(const struct conf *conf)
     if (!S.per_route)
         return -ENOMEM;
     if (conf->stats.topic) {
-        struct tmpl_str *t = NULL;
-        struct buf b = BUF_INIT;
-        char err[64];
-        int rc = tmpl_str_parse(conf->stats.topic, &t, err, sizeof(err));
-
-        if (rc == 0)
-            rc = tmpl_str_expand(t, gateway_only, (void *)conf, TMPL_TOPIC, &b, NULL);
-        tmpl_str_free(t);
+        int rc = tmpl_expand_one(conf->stats.topic, "gateway", conf->gateway_name, TMPL_TOPIC,
+                                 &S.topic);
         if (rc < 0) {
-            buf_free(&b);
             log_msg(LOG_ERR, "stats: bad topic '%s' (only {gateway} is known)",
                     conf->stats.topic);
-            return -EINVAL;
+            return rc;
         }
-        S.topic = buf_steal(&b);
     }
     return 0;
 }

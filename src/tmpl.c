@@ -294,3 +294,41 @@ int tmpl_str_expand(const struct tmpl_str *t, tmpl_lookup_fn fn, void *ctx, int 
     }
     return 0;
 }
+
+struct one_var {
+    const char *name;
+    const char *value;
+};
+
+static bool lookup_one(void *ctx, const char *name, struct tmpl_slice *v)
+{
+    const struct one_var *o = ctx;
+
+    if (strcmp(name, o->name) != 0)
+        return false;
+    v->s = o->value;
+    v->len = strlen(o->value);
+    return true;
+}
+
+int tmpl_expand_one(const char *text, const char *name, const char *value, int flags,
+                    char **out)
+{
+    struct one_var o = {name, value};
+    struct tmpl_str *t = NULL;
+    struct buf b = BUF_INIT;
+    char err[64];
+    int rc = tmpl_str_parse(text, &t, err, sizeof(err));
+
+    if (rc == 0)
+        rc = tmpl_str_expand(t, lookup_one, &o, flags, &b, NULL);
+    if (rc == 0 && buf_reserve(&b, 0) < 0)
+        rc = -ENOMEM;
+    tmpl_str_free(t);
+    if (rc < 0) {
+        buf_free(&b);
+        return rc;
+    }
+    *out = buf_steal(&b);
+    return 0;
+}

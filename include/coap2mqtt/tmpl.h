@@ -65,4 +65,13 @@ typedef bool (*tmpl_lookup_fn)(void *ctx, const char *name, struct tmpl_slice *v
 int tmpl_str_expand(const struct tmpl_str *t, tmpl_lookup_fn fn, void *ctx, int flags,
                     struct buf *out, const char **bad);
 
+/**
+ * Expand a template that may use one variable only (such as "{gateway}" in the status
+ * topic) into a new string.
+ * @return 0 with *out set (free it); -EINVAL for another variable or a refused value;
+ *         -ENOMEM.
+ */
+int tmpl_expand_one(const char *text, const char *name, const char *value, int flags,
+                    char **out);
+
 #endif

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
 #include "coap2mqtt/route.h"
 
 /* -Wwrite-strings makes literals const; the conf structs hold mutable strings. */
@@ -26,21 +27,6 @@ static struct conf_route routes[] = {
 
 static struct conf conf = {.routes = routes, .n_routes = 3};
 
-static size_t split(const char *path, struct tmpl_slice *segs)
-{
-    size_t n = 0;
-    const char *s = path + 1;
-
-    while (*s) {
-        const char *e = strchr(s, '/');
-        size_t len = e ? (size_t)(e - s) : strlen(s);
-        segs[n].s = s;
-        segs[n++].len = len;
-        s += len + (e ? 1 : 0);
-    }
-    return n;
-}
-
 static int match(struct route_table *t, unsigned method, const char *path,
                  const char *const *query, const struct route **r, struct tmpl_vars *vars)
 {
@@ -52,7 +38,7 @@ static int match(struct route_table *t, unsigned method, const char *path,
         q[nq].len = strlen(query[nq]);
     }
     memset(vars, 0, sizeof(*vars));
-    return route_match(t, method, segs, split(path, segs), q, nq, r, vars);
+    return route_match(t, method, segs, test_split_path(path, segs), q, nq, r, vars);
 }
 
 static void test_specific_route_wins(void **state)

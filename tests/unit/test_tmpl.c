@@ -9,25 +9,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
 #include "coap2mqtt/tmpl.h"
-
-static size_t split(const char *path, struct tmpl_slice *segs)
-{
-    size_t n = 0;
-    const char *s = path + 1;
-
-    while (*s) {
-        const char *e = strchr(s, '/');
-        size_t len = e ? (size_t)(e - s) : strlen(s);
-        segs[n].s = s;
-        segs[n].len = len;
-        n++;
-        s += len;
-        if (*s == '/')
-            s++;
-    }
-    return n;
-}
 
 static void test_path_match_captures(void **state)
 {
@@ -43,7 +26,7 @@ static void test_path_match_captures(void **state)
     assert_int_equal(tmpl_path_segments(p), 4);
     assert_true(tmpl_path_has_var(p, "token"));
     assert_false(tmpl_path_has_var(p, "tok"));
-    n = split("/api/v1/A1_TEST_TOKEN/telemetry", segs);
+    n = test_split_path("/api/v1/A1_TEST_TOKEN/telemetry", segs);
     assert_true(tmpl_path_match(p, segs, n, &vars));
     assert_int_equal(vars.n, 1);
     assert_string_equal(vars.name[0], "token");
@@ -61,11 +44,11 @@ static void test_path_no_match_restores_vars(void **state)
 
     (void)state;
     assert_int_equal(tmpl_path_parse("/a/{x}/c", &p, err, sizeof(err)), 0);
-    assert_false(tmpl_path_match(p, segs, split("/a/b/d", segs), &vars));
+    assert_false(tmpl_path_match(p, segs, test_split_path("/a/b/d", segs), &vars));
     assert_int_equal(vars.n, 0);
-    assert_false(tmpl_path_match(p, segs, split("/a/b", segs), &vars));
-    assert_false(tmpl_path_match(p, segs, split("/a/b/c/d", segs), &vars));
-    assert_true(tmpl_path_match(p, segs, split("/a/b/c", segs), &vars));
+    assert_false(tmpl_path_match(p, segs, test_split_path("/a/b", segs), &vars));
+    assert_false(tmpl_path_match(p, segs, test_split_path("/a/b/c/d", segs), &vars));
+    assert_true(tmpl_path_match(p, segs, test_split_path("/a/b/c", segs), &vars));
     tmpl_path_free(p);
 }
 

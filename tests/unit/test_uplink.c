@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
+#include "test_util.h"
 #include "coap2mqtt/codec.h"
 #include "coap2mqtt/device.h"
 #include "coap2mqtt/uplink.h"
@@ -134,15 +135,7 @@ static unsigned send_req(unsigned method, const char *path, int cf, const char *
                              .body = (const uint8_t *)body, .len = len, .auth = auth,
                              .auth_id = auth_id, .auth_id_len = auth_id ? strlen(auth_id) : 0,
                              .peer = "test"};
-    const char *s = path + 1;
-
-    while (*s) {
-        const char *e = strchr(s, '/');
-        size_t l = e ? (size_t)(e - s) : strlen(s);
-        segs[req.n_segs].s = s;
-        segs[req.n_segs++].len = l;
-        s += l + (e ? 1 : 0);
-    }
+    req.n_segs = test_split_path(path, segs);
     req.segs = segs;
     uplink_handle(&req, res);
     return res->code;
