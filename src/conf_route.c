@@ -177,9 +177,39 @@ static const char *const output_names[] = {"json", "cbor", "raw", NULL};
 static const int output_values[] = {CONF_OUT_JSON, CONF_OUT_CBOR, CONF_OUT_RAW};
 static const char *const ack_names[] = {"received", "broker", NULL};
 static const int ack_values[] = {CONF_ACK_RECEIVED, CONF_ACK_BROKER};
-static const char *const shape_names[] = {"body", "timeseries", "by_device", "envelope", NULL};
+static const char *const shape_names[] = {"body", "timeseries", "by_device", "envelope", "reply",
+                                          NULL};
 static const int shape_values[] = {CONF_SHAPE_BODY, CONF_SHAPE_TIMESERIES, CONF_SHAPE_BY_DEVICE,
-                                   CONF_SHAPE_ENVELOPE};
+                                   CONF_SHAPE_ENVELOPE, CONF_SHAPE_REPLY};
+
+#define O_OFF(f) offsetof(struct conf_observe, f)
+static const struct conf_key observe_keys[] = {
+    {.name = "subscribe", .type = CONF_K_STR, .offset = O_OFF(subscribe)},
+    {.name = "device_field", .type = CONF_K_STR, .offset = O_OFF(device_field)},
+    {.name = "data_field", .type = CONF_K_STR, .offset = O_OFF(data_field)},
+    {.name = "require", .type = CONF_K_STR, .offset = O_OFF(require)},
+    {.name = "confirmable", .type = CONF_K_BOOL, .offset = O_OFF(confirmable)},
+    {.name = NULL},
+};
+
+static int parse_observe(struct conf_loader *ld, yaml_node_t *v, void *obj)
+{
+    struct conf_route *r = obj;
+    char what[96];
+    int rc;
+
+    r->observe = calloc(1, sizeof(*r->observe));
+    if (!r->observe)
+        return -ENOMEM;
+    r->observe->confirmable = true;
+    snprintf(what, sizeof(what), "'observe' of route '%s'", r->name);
+    rc = conf_apply(ld, v, observe_keys, r->observe, what);
+    if (rc == 0 && !r->observe->subscribe)
+        rc = conf_err(ld, v, "'observe' of route '%s' has no 'subscribe'", r->name);
+    if (rc == 0 && strchr(r->observe->subscribe, '#'))
+        rc = conf_err(ld, v, "'subscribe' of route '%s' must not use '#'", r->name);
+    return rc;
+}
 
 #define R_OFF(f) offsetof(struct conf_route, f)
 static const struct conf_key route_keys[] = {
@@ -201,6 +231,7 @@ static const struct conf_key route_keys[] = {
     {.name = "qos", .type = CONF_K_INT, .offset = R_OFF(qos), .min = 0, .max = 2},
     {.name = "retain", .type = CONF_K_BOOL, .offset = R_OFF(retain)},
     {.name = "ack", .type = CONF_K_ENUM, .offset = R_OFF(ack), .names = ack_names, .values = ack_values},
+    {.name = "observe", .type = CONF_K_CUSTOM, .offset = 0, .parse = parse_observe},
     {.name = NULL},
 };
 
@@ -303,13 +334,26 @@ static int check_route(struct conf_loader *ld, yaml_node_t *v, struct conf_route
                       "route '%s': output raw publishes the body as received, so shape must be "
                       "body",
                       r->name);
-    if ((r->shape == CONF_SHAPE_TIMESERIES || r->shape == CONF_SHAPE_BY_DEVICE) &&
+    if (r->shape == CONF_SHAPE_REPLY && tc.path && !tmpl_path_has_var(tc.path, "id"))
+        rc = conf_err(ld, conf_map_get(ld, v, "shape"),
+                      "route '%s': shape reply takes the id from a path variable {id}", r->name);
+    if ((r->shape == CONF_SHAPE_TIMESERIES || r->shape == CONF_SHAPE_BY_DEVICE ||
+         r->shape == CONF_SHAPE_REPLY) &&
         r->identity == CONF_ID_NONE)
         rc = conf_err(ld, conf_map_get(ld, v, "shape"),
                       "route '%s': shape %s names the device, so identity cannot be none",
-                      r->name, r->shape == CONF_SHAPE_TIMESERIES ? "timeseries" : "by_device");
+                      r->name, shape_names[r->shape]);
     if (r->ack == CONF_ACK_DEFAULT)
         r->ack = r->qos > 0 ? CONF_ACK_BROKER : CONF_ACK_RECEIVED;
+    if (r->observe) {
+        if (r->identity != CONF_ID_TOKEN || tmpl_path_segments(tc.path) - tmpl_path_literals(tc.path) != 1)
+            rc = conf_err(ld, v, "observe route '%s' needs identity token and a path whose only "
+                          "variable is the token", r->name);
+        if (!(r->methods & CONF_METHOD_GET))
+            rc = conf_err(ld, v, "observe route '%s' must allow GET", r->name);
+        if (!r->topic && default_str(&r->topic, "unused") < 0)
+            rc = -ENOMEM;
+    }
     if (!r->topic) {
         rc = conf_err(ld, v, "route '%s' has no 'topic'", r->name);
     } else if (tmpl_str_parse(r->topic, &topic, why, sizeof(why)) == 0) {
@@ -378,4 +422,11 @@ void conf_route_free(struct conf_route *r)
         free(r->csv_keys[i]);
     free(r->csv_keys);
     free(r->topic);
+    if (r->observe) {
+        free(r->observe->subscribe);
+        free(r->observe->device_field);
+        free(r->observe->data_field);
+        free(r->observe->require);
+        free(r->observe);
+    }
 }

@@ -42,7 +42,7 @@ int log_level_from_name(const char *name)
 
 static void __attribute__((format(printf, 2, 0))) log_vwrite(int level, const char *fmt, va_list ap)
 {
-    char line[1024];
+    char line[8192]; /* one stats document with many routes fits */
     int n;
 
     if (level < LOG_EMERG)

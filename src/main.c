@@ -118,6 +118,11 @@ static int run(const struct conf *conf)
     if (rc == 0)
         rc = south_init(conf);
     if (rc == 0) {
+        size_t n_filters;
+        char *const *filters = south_observe_filters(&n_filters);
+        north_set_subscriptions(filters, n_filters, south_observe_message);
+    }
+    if (rc == 0) {
         log_msg(LOG_NOTICE, "main: ready gateway=%s listeners=%zu routes=%zu devices=%zu",
                 conf->gateway_name, conf->coap.n_listeners, conf->n_routes, conf->n_devices);
         north_start();

@@ -30,6 +30,9 @@ static struct {
     double tokens; /* drain rate token bucket */
     uint64_t tokens_at_ms;
     north_acked_fn on_acked;
+    char *const *filters;
+    size_t n_filters;
+    north_message_fn on_message;
     struct north_counters count;
     /* Shutdown waits for the disconnect to complete on Paho's thread. */
     pthread_mutex_t lock;
@@ -91,6 +94,8 @@ static int expand_status_topic(const struct conf *conf, char **out)
     return rc;
 }
 
+static void subscribe_all(void);
+
 static void job_connected(void *arg)
 {
     (void)arg;
@@ -103,6 +108,7 @@ static void job_connected(void *arg)
             spool_depth());
     if (N.status_topic)
         north_publish(N.status_topic, STATUS_ONLINE, sizeof(STATUS_ONLINE) - 1, 1, true);
+    subscribe_all();
     if (N.on_connected)
         N.on_connected(N.arg);
     /* A backlog drains at the configured rate from an empty bucket. */
@@ -290,13 +296,74 @@ static void cb_connection_lost(void *ctx, char *cause)
     loop_post(job_lost, cause ? strdup(cause) : NULL);
 }
 
+struct arrived {
+    char *topic;
+    uint8_t *payload;
+    size_t len;
+};
+
+static void job_message(void *arg)
+{
+    struct arrived *a = arg;
+
+    if (N.on_message)
+        N.on_message(a->topic, a->payload, a->len);
+    free(a->topic);
+    free(a->payload);
+    free(a);
+}
+
+/* Paho's thread: copy and hand over to the loop. */
 static int cb_message_arrived(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
 {
+    struct arrived *a = calloc(1, sizeof(*a));
+
     (void)ctx;
-    (void)topic_len;
+    if (a) {
+        a->topic = topic_len > 0 ? strndup(topic, (size_t)topic_len) : strdup(topic);
+        a->len = (size_t)m->payloadlen;
+        a->payload = malloc(a->len + 1);
+        if (a->topic && a->payload) {
+            memcpy(a->payload, m->payload, a->len);
+            a->payload[a->len] = '\0';
+            if (loop_post(job_message, a) == 0)
+                a = NULL;
+        }
+        if (a) {
+            free(a->topic);
+            free(a->payload);
+            free(a);
+        }
+    }
     MQTTAsync_freeMessage(&m);
     MQTTAsync_free(topic);
     return 1;
+}
+
+static void subscribe_all(void)
+{
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    int qos[64];
+    int rc;
+
+    if (!N.n_filters)
+        return;
+    for (size_t i = 0; i < N.n_filters && i < 64; i++)
+        qos[i] = 1;
+    rc = MQTTAsync_subscribeMany(N.client, (int)(N.n_filters < 64 ? N.n_filters : 64),
+                                 (char *const *)N.filters, qos, &ro);
+    if (rc != MQTTASYNC_SUCCESS)
+        log_msg(LOG_ERR, "north: subscribe failed rc=%d", rc);
+    else
+        for (size_t i = 0; i < N.n_filters; i++)
+            log_msg(LOG_INFO, "north: subscribed filter=%s", N.filters[i]);
+}
+
+void north_set_subscriptions(char *const *filters, size_t n, north_message_fn fn)
+{
+    N.filters = filters;
+    N.n_filters = n;
+    N.on_message = fn;
 }
 
 static void cb_connect_ok(void *ctx, MQTTAsync_successData *resp)

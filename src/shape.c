@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Shapes: wrap decoded bodies into the documents MQTT consumers expect. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <json-c/json.h>
 
@@ -94,6 +97,24 @@ int shape_build(enum conf_shape shape, struct json_object *body, const struct sh
         json_object_object_add(doc, "ts", json_object_new_int64((int64_t)ctx->now_ms));
         json_object_object_add(doc, "data", json_object_get(body));
         break;
+    case CONF_SHAPE_REPLY: {
+        char id[32];
+        bool digits = ctx->id_len > 0 && ctx->id_len < sizeof(id);
+
+        for (size_t i = 0; digits && i < ctx->id_len; i++)
+            digits = ctx->id[i] >= '0' && ctx->id[i] <= '9';
+        json_object_object_add(doc, "device", json_object_new_string(ctx->device));
+        if (digits) {
+            memcpy(id, ctx->id, ctx->id_len);
+            id[ctx->id_len] = '\0';
+            json_object_object_add(doc, "id", json_object_new_int64(strtoll(id, NULL, 10)));
+        } else {
+            json_object_object_add(doc, "id",
+                                   json_object_new_string_len(ctx->id, (int)ctx->id_len));
+        }
+        json_object_object_add(doc, "data", json_object_get(body));
+        break;
+    }
     case CONF_SHAPE_BODY:
         break;
     }

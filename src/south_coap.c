@@ -342,6 +342,9 @@ int south_init(const struct conf *conf)
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
         coap_register_request_handler(r, methods[i], handle_request);
     coap_add_resource(S.ctx, r);
+    rc = south_observe_init(S.ctx, conf, handle_request);
+    if (rc < 0)
+        return rc;
     for (size_t i = 0; i < conf->coap.n_listeners; i++) {
         rc = add_listener(&conf->coap.listeners[i]);
         if (rc < 0)
@@ -370,6 +373,7 @@ void south_free(void)
         coap_free_context(S.ctx);
         S.ctx = NULL;
     }
+    south_observe_free();
     south_dtls_free();
     south_dedup_free();
     coap_cleanup();

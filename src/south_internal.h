@@ -20,6 +20,11 @@ enum uplink_auth south_dtls_session_auth(const coap_session_t *session, const ch
 /* Release what south_dtls attached to a session that is going away. */
 void south_dtls_session_gone(coap_session_t *session);
 
+/* Observe resources (south_observe.c); other_methods handles non-GET requests on their paths. */
+int south_observe_init(coap_context_t *ctx, const struct conf *conf,
+                       coap_method_handler_t other_methods);
+void south_observe_free(void);
+
 /* Duplicate suppression (south_dedup.c): answers by (peer, message ID). */
 int south_dedup_init(void);
 void south_dedup_free(void);

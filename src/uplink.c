@@ -330,9 +330,14 @@ static int encode(struct uplink_job *j, struct buf *out)
         .route = c->name,
         .now_ms = loop_wall_ms(),
     };
+    const struct tmpl_slice *id = var_get(&j->vars, "id");
     char why[160];
     int rc;
 
+    if (id) {
+        sc.id = id->s;
+        sc.id_len = id->len;
+    }
     if (c->output == CONF_OUT_RAW || j->fmt == CONF_FMT_OCTETS ||
         (c->shape == CONF_SHAPE_BODY && c->output == CONF_OUT_JSON && j->fmt == CONF_FMT_JSON))
         return buf_append(out, j->req->body, j->req->len);

@@ -87,6 +87,16 @@ enum conf_shape {
     CONF_SHAPE_TIMESERIES, /* {"<device>":[{"ts":ms,"values":{...}}]} (ThingsBoard gateway telemetry) */
     CONF_SHAPE_BY_DEVICE,  /* {"<device>":{...}} (ThingsBoard gateway attributes) */
     CONF_SHAPE_ENVELOPE,   /* {"device":..,"type":..,"route":..,"ts":ms,"data":body} */
+    CONF_SHAPE_REPLY,      /* {"device":..,"id":<path variable id>,"data":body} (RPC replies) */
+};
+
+/* A gateway resource that devices observe (RFC 7641), fed by MQTT messages. */
+struct conf_observe {
+    char *subscribe; /* MQTT topic filter template; {device} matches one level */
+    char *device_field; /* the device is named by this payload field (shared topics) */
+    char *data_field; /* notify this field of the payload instead of all of it */
+    char *require; /* only messages whose data has this key (e.g. "method") */
+    bool confirmable; /* CON notifications (default true) */
 };
 
 enum conf_csv_layout {
@@ -130,6 +140,7 @@ struct conf_route {
     int qos; /* 0..2, default 1 */
     bool retain;
     enum conf_ack ack; /* default: broker for QoS 1 and 2, received for QoS 0 */
+    struct conf_observe *observe; /* NULL for uplink routes */
     struct conf_mark mark;
 };
 

@@ -25,6 +25,10 @@ int north_init(const struct conf *conf, north_connected_fn on_connected, void *a
 /* Start connecting; retries with backoff until north_stop(). */
 int north_start(void);
 void north_set_acked(north_acked_fn fn);
+/* Called on the loop thread for every message that arrives on a subscription. */
+typedef void (*north_message_fn)(const char *topic, const uint8_t *payload, size_t len);
+/* Topic filters to subscribe to (QoS 1) after every connection; filters must stay valid. */
+void north_set_subscriptions(char *const *filters, size_t n, north_message_fn fn);
 /* Hand spooled messages to the broker (within the in-flight window and drain rate). Call
  * after spool_put(). */
 void north_pump(void);

@@ -15,6 +15,8 @@ struct shape_ctx {
     const char *type;
     const char *route;
     uint64_t now_ms; /* the gateway's receive time */
+    const char *id; /* REPLY: the request id (a path variable), not NUL-terminated */
+    size_t id_len;
 };
 
 /**
@@ -23,6 +25,7 @@ struct shape_ctx {
  *   object {"ts":N,"values":{..}} (kept), or an array of either.
  * - BY_DEVICE: {"<device>":{..}}; the body must be an object.
  * - ENVELOPE: {"device":..,"type":..,"route":..,"ts":now,"data":body}.
+ * - REPLY: {"device":..,"id":id,"data":body}; id is a number when it is all digits.
  * - BODY: a new reference to body.
  * @return 0; -EINVAL with a reason in err when the body does not fit the shape; -ENOMEM.
  */

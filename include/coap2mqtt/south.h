@@ -15,6 +15,10 @@ void south_free(void);
 void south_acked(void *waiter);
 /* Forget a waiting answer (shutdown): releases what it holds. */
 void south_pending_free(void *waiter);
+/* MQTT topic filters the observe routes need (valid until south_free()). */
+char *const *south_observe_filters(size_t *n);
+/* A message arrived on one of those filters (north_message_fn). */
+void south_observe_message(const char *topic, const uint8_t *payload, size_t len);
 /* Sessions currently open (plain and DTLS). */
 unsigned south_session_count(void);
 

@@ -17,7 +17,7 @@ def test_check_shipped_config_exits_0():
     r = run([BIN, "-t", "-c", os.path.join(SRCDIR, "config", "coap2mqtt.yaml")],
             env={"MQTT_URL": ""})
     assert r.returncode == 0, r.stderr
-    assert b"configuration ok (5 routes, 1 devices)" in r.stderr, r.stderr
+    assert b"configuration ok (8 routes, 1 devices)" in r.stderr, r.stderr
 
 
 def test_check_invalid_config_exits_3_with_all_errors():

@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Observe resources served by the gateway (RFC 7641): one libcoap resource per observe route
+ * and device, fed by MQTT messages on the route's subscription. The latest message is what
+ * a GET (and every notification) answers.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "coap2mqtt/buf.h"
+#include "coap2mqtt/codec.h"
+#include "coap2mqtt/log.h"
+#include "coap2mqtt/south.h"
+#include "coap2mqtt/tmpl.h"
+#include "south_internal.h"
+
+struct obs_res {
+    const struct conf_route *route;
+    const struct conf_device *device;
+    coap_resource_t *res;
+    char *data; /* the latest notification (JSON text), NULL before the first */
+    struct obs_res *next;
+};
+
+/* A route's subscription: the filter, and which level of it names the device (-1: none). */
+struct obs_sub {
+    const struct conf_route *route;
+    char *filter;
+    int device_level;
+};
+
+static struct {
+    struct obs_res *list;
+    struct obs_sub *subs;
+    char **filters; /* for north_set_subscriptions() */
+    size_t n_subs;
+} O;
+
+static bool plus_for_device(void *ctx, const char *name, struct tmpl_slice *v)
+{
+    const struct conf *conf = ctx;
+
+    v->s = strcmp(name, "device") == 0 ? "+" : strcmp(name, "gateway") == 0 ? conf->gateway_name
+                                                                               : NULL;
+    if (!v->s)
+        return false;
+    v->len = strlen(v->s);
+    return true;
+}
+
+static int level_of_device(const char *tmpl)
+{
+    int level = 0;
+
+    for (const char *p = tmpl; *p; p++) {
+        if (strncmp(p, "{device}", 8) == 0)
+            return level;
+        if (*p == '/')
+            level++;
+    }
+    return -1;
+}
+
+/* MQTT topic filter match ('+' one level; '#' is refused in observe filters). */
+static bool filter_match(const char *filter, const char *topic, int device_level, char *device,
+                         size_t devlen)
+{
+    int level = 0;
+
+    while (*filter && *topic) {
+        const char *fe = strchr(filter, '/'), *te = strchr(topic, '/');
+        size_t fl = fe ? (size_t)(fe - filter) : strlen(filter);
+        size_t tl = te ? (size_t)(te - topic) : strlen(topic);
+
+        if (fl == 1 && *filter == '+') {
+            if (level == device_level) {
+                if (tl >= devlen || tl == 0)
+                    return false;
+                memcpy(device, topic, tl);
+                device[tl] = '\0';
+            }
+        } else if (fl != tl || memcmp(filter, topic, fl) != 0) {
+            return false;
+        }
+        filter += fl + (fe ? 1 : 0);
+        topic += tl + (te ? 1 : 0);
+        level++;
+        if (!fe != !te)
+            return false;
+    }
+    return !*filter && !*topic;
+}
+
+static void handle_get(coap_resource_t *resource, coap_session_t *session,
+                       const coap_pdu_t *request, const coap_string_t *query,
+                       coap_pdu_t *response)
+{
+    struct obs_res *o = coap_resource_get_userdata(resource);
+    const char *data = o->data ? o->data : "{}";
+    coap_opt_iterator_t it;
+    coap_opt_t *accept = coap_check_option(request, COAP_OPTION_ACCEPT, &it);
+    uint8_t buf[4];
+
+    (void)session;
+    (void)query;
+    /* A device that asked for CBOR gets CBOR (RFC 7252 5.10.4 Accept). */
+    if (accept && coap_decode_var_bytes(coap_opt_value(accept), coap_opt_length(accept)) ==
+                      CODEC_CF_CBOR) {
+        struct json_object *doc = json_tokener_parse(data);
+        struct buf cbor = BUF_INIT;
+
+        if (doc && codec_encode_cbor(doc, &cbor) == 0) {
+            coap_pdu_set_code(response, COAP_RESPONSE_CODE(205));
+            coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
+                            coap_encode_var_safe(buf, sizeof(buf), CODEC_CF_CBOR), buf);
+            coap_add_data(response, cbor.len, cbor.data);
+        } else {
+            coap_pdu_set_code(response, COAP_RESPONSE_CODE(500));
+        }
+        json_object_put(doc);
+        buf_free(&cbor);
+        return;
+    }
+    coap_pdu_set_code(response, COAP_RESPONSE_CODE(205));
+    coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
+                    coap_encode_var_safe(buf, sizeof(buf), CODEC_CF_JSON), buf);
+    coap_add_data(response, strlen(data), (const uint8_t *)data);
+}
+
+/* The resource's path for one device: the route's path with its token filled in. */
+static char *device_path(const struct conf_route *r, const struct conf_device *d)
+{
+    struct buf b = BUF_INIT;
+    char var[64];
+    const char *at;
+
+    snprintf(var, sizeof(var), "{%s}", r->identity_var);
+    at = strstr(r->path, var);
+    if (!at || strchr(d->token, '/'))
+        return NULL;
+    /* libcoap keys resources by the path without its leading '/'. */
+    buf_append(&b, r->path + 1, (size_t)(at - r->path - 1));
+    buf_append_str(&b, d->token);
+    buf_append_str(&b, at + strlen(var));
+    return buf_steal(&b);
+}
+
+static int add_resource(coap_context_t *ctx, const struct conf_route *r,
+                        const struct conf_device *d, coap_method_handler_t other_methods)
+{
+    static const coap_request_t others[] = {COAP_REQUEST_POST, COAP_REQUEST_PUT,
+                                            COAP_REQUEST_DELETE, COAP_REQUEST_FETCH,
+                                            COAP_REQUEST_PATCH, COAP_REQUEST_IPATCH};
+    char *path = device_path(r, d);
+    struct obs_res *o;
+    coap_str_const_t *uri;
+
+    if (!path)
+        return 0;
+    o = calloc(1, sizeof(*o));
+    uri = coap_new_str_const((const uint8_t *)path, strlen(path));
+    free(path);
+    if (!o || !uri) {
+        free(o);
+        coap_delete_str_const(uri);
+        return -ENOMEM;
+    }
+    o->route = r;
+    o->device = d;
+    o->res = coap_resource_init(uri, COAP_RESOURCE_FLAGS_RELEASE_URI |
+                                         (r->observe->confirmable ? COAP_RESOURCE_FLAGS_NOTIFY_CON
+                                                                  : COAP_RESOURCE_FLAGS_NOTIFY_NON));
+    if (!o->res) {
+        free(o);
+        return -ENOMEM;
+    }
+    coap_register_request_handler(o->res, COAP_REQUEST_GET, handle_get);
+    /* Other methods on this path are uplink requests (POST .../attributes). */
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        coap_register_request_handler(o->res, others[i], other_methods);
+    coap_resource_set_get_observable(o->res, 1);
+    coap_resource_set_userdata(o->res, o);
+    coap_add_resource(ctx, o->res);
+    o->next = O.list;
+    O.list = o;
+    return 0;
+}
+
+int south_observe_init(coap_context_t *ctx, const struct conf *conf,
+                       coap_method_handler_t other_methods)
+{
+    size_t n = 0;
+    int rc = 0;
+
+    for (size_t i = 0; i < conf->n_routes; i++)
+        n += conf->routes[i].observe != NULL;
+    O.subs = calloc(n ? n : 1, sizeof(*O.subs));
+    O.filters = calloc(n ? n : 1, sizeof(*O.filters));
+    if (!O.subs || !O.filters)
+        return -ENOMEM;
+    for (size_t i = 0; i < conf->n_routes && rc == 0; i++) {
+        const struct conf_route *r = &conf->routes[i];
+        struct obs_sub *s;
+        struct tmpl_str *t = NULL;
+        struct buf b = BUF_INIT;
+        char err[64];
+
+        if (!r->observe)
+            continue;
+        s = &O.subs[O.n_subs];
+        s->route = r;
+        s->device_level = level_of_device(r->observe->subscribe);
+        rc = tmpl_str_parse(r->observe->subscribe, &t, err, sizeof(err));
+        if (rc == 0)
+            rc = tmpl_str_expand(t, plus_for_device, (void *)conf, 0, &b, NULL);
+        tmpl_str_free(t);
+        if (rc < 0) {
+            buf_free(&b);
+            log_msg(LOG_ERR, "south: bad observe subscription '%s' in route '%s'",
+                    r->observe->subscribe, r->name);
+            return rc;
+        }
+        s->filter = buf_steal(&b);
+        O.filters[O.n_subs++] = s->filter;
+        for (size_t d = 0; d < conf->n_devices && rc == 0; d++)
+            if (conf->devices[d].token)
+                rc = add_resource(ctx, r, &conf->devices[d], other_methods);
+    }
+    return rc;
+}
+
+char *const *south_observe_filters(size_t *n)
+{
+    *n = O.n_subs;
+    return O.filters;
+}
+
+static struct obs_res *find(const struct conf_route *r, const char *device)
+{
+    for (struct obs_res *o = O.list; o; o = o->next)
+        if (o->route == r && strcmp(o->device->name, device) == 0)
+            return o;
+    return NULL;
+}
+
+/* Which device, and what to notify, for one message on one route's subscription. */
+static void deliver(const struct obs_sub *s, const char *device_from_topic,
+                    const uint8_t *payload, size_t len)
+{
+    const struct conf_observe *ob = s->route->observe;
+    struct json_object *doc = NULL, *v = NULL, *data = NULL;
+    const char *device = device_from_topic;
+    struct obs_res *o;
+    char *text = NULL;
+
+    if (ob->device_field || ob->data_field || ob->require) {
+        doc = json_tokener_parse((const char *)payload);
+        if (!doc)
+            goto out;
+    }
+    if (ob->device_field) {
+        if (!json_object_object_get_ex(doc, ob->device_field, &v) ||
+            !json_object_is_type(v, json_type_string))
+            goto out;
+        device = json_object_get_string(v);
+    }
+    data = doc;
+    if (ob->data_field && !json_object_object_get_ex(doc, ob->data_field, &data))
+        goto out;
+    /* The gateway's own uplink on a shared topic comes back too: it lacks this key. */
+    if (ob->require && !json_object_object_get_ex(data, ob->require, NULL))
+        goto out;
+    o = device ? find(s->route, device) : NULL;
+    if (!o) {
+        log_msg(LOG_DEBUG, "south: no observable resource route=%s device=\"%s\"",
+                s->route->name, device ? device : "-");
+        goto out;
+    }
+    text = doc ? strdup(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
+                                                                 JSON_C_TO_STRING_NOSLASHESCAPE))
+               : strndup((const char *)payload, len);
+    if (!text)
+        goto out;
+    free(o->data);
+    o->data = text;
+    log_msg(LOG_DEBUG, "south: notify route=%s device=\"%s\" bytes=%zu", s->route->name,
+            o->device->name, strlen(text));
+    coap_resource_notify_observers(o->res, NULL);
+out:
+    json_object_put(doc);
+}
+
+void south_observe_message(const char *topic, const uint8_t *payload, size_t len)
+{
+    for (size_t i = 0; i < O.n_subs; i++) {
+        char device[128] = "";
+        if (filter_match(O.subs[i].filter, topic, O.subs[i].device_level, device,
+                         sizeof(device)))
+            deliver(&O.subs[i], O.subs[i].device_level >= 0 ? device : NULL, payload, len);
+    }
+}
+
+void south_observe_free(void)
+{
+    struct obs_res *o = O.list;
+
+    while (o) {
+        struct obs_res *next = o->next;
+        free(o->data);
+        free(o);
+        o = next;
+    }
+    for (size_t i = 0; i < O.n_subs; i++)
+        free(O.subs[i].filter);
+    free(O.subs);
+    free(O.filters);
+    memset(&O, 0, sizeof(O));
+}

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Downlink through the ThingsBoard profile: shared attribute pushes and server-side RPC
+reach devices that observe /attributes and /rpc; RPC replies go back up."""
+import json
+import os
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+from harness import coap_client, coap_client_bin, main, need, with_env
+
+SEED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed")
+
+
+class Observer:
+    """A command that observes a resource; its output lines arrive in a queue."""
+
+    def __init__(self, cmd, env_path=None):
+        e = dict(os.environ)
+        if env_path:
+            e["PATH"] = env_path + os.pathsep + e["PATH"]
+        # coap-client writes payloads without a newline: unbuffered, or they sit in stdio
+        self.proc = subprocess.Popen(["stdbuf", "-o0", "bash", "-c", cmd], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=e, cwd=SEED)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        """Split the stream into top-level JSON documents as they arrive."""
+        dec = json.JSONDecoder()
+        pending = ""
+        while True:
+            chunk = self.proc.stdout.read1(4096)
+            if not chunk:
+                return
+            pending += chunk.decode(errors="replace")
+            while True:
+                start = pending.find("{")
+                if start < 0:
+                    pending = ""
+                    break
+                try:
+                    doc, end = dec.raw_decode(pending, start)
+                except ValueError:
+                    pending = pending[start:]
+                    break
+                self.lines.put(doc)
+                pending = pending[end:]
+
+    def wait_for(self, pred, timeout=15):
+        deadline = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=deadline - time.monotonic())
+            except queue.Empty:
+                break
+            seen.append(line)
+            if pred(line):
+                return line
+        raise AssertionError(f"observer never printed what was expected; saw {seen}")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
+def shim():
+    d = tempfile.mkdtemp(prefix="c2m-shim-")
+    os.symlink(shutil.which(coap_client_bin()), os.path.join(d, "coap-client"))
+    return d
+
+
+@with_env("down-attributes")
+def test_shared_attribute_push_reaches_the_observer(env):
+    obs = Observer(f"{coap_client_bin()} -m get -s 20 -B 20 "
+                   f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes")
+    try:
+        obs.wait_for(lambda d: d == {})  # the registration's first answer: nothing pushed yet
+        env.broker.publish("v1/gateway/attributes",
+                           '{"device":"Device A","data":{"targetTemperature":22.5}}')
+        assert obs.wait_for(lambda d: "targetTemperature" in d) == {"targetTemperature": 22.5}
+        # a push for another device is not this observer's
+        env.broker.publish("v1/gateway/attributes", '{"device":"Device B","data":{"x":1}}')
+        env.broker.publish("v1/gateway/attributes",
+                           '{"device":"Device A","data":{"targetTemperature":23}}')
+        assert obs.wait_for(lambda d: d != {}) == {"targetTemperature": 23}
+    finally:
+        obs.stop()
+
+
+@with_env("down-rpc")
+def test_seed_rpc_round_trip(env):
+    sub = env.sub("v1/gateway/rpc")
+    d = shim()
+    # the seed's own command, with host and token filled in (and shorter waits)
+    obs = Observer(f"coap-client -m get coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/rpc "
+                   "-s 20 -B 20", env_path=d)
+    try:
+        obs.wait_for(lambda doc: doc == {})
+        env.broker.publish("v1/gateway/rpc", json.dumps(
+            {"device": "Device A",
+             "data": {"id": 1, "method": "setGpio", "params": {"pin": "23", "value": 1}}}))
+        req = obs.wait_for(lambda doc: doc.get("method") == "setGpio")
+        assert req == {"id": 1, "method": "setGpio", "params": {"pin": "23", "value": 1}}
+        # the device replies as the seed shows
+        r = subprocess.run(["bash", "-c",
+                            f"coap-client -f rpc-response.json -m post "
+                            f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/rpc/1"],
+                           cwd=SEED, capture_output=True, timeout=20,
+                           env={**os.environ, "PATH": d + os.pathsep + os.environ["PATH"]})
+        assert r.returncode == 0, r
+        seen = []
+        while True:
+            topic, payload = sub.next(15)
+            doc = json.loads(payload)
+            seen.append(doc)
+            if "id" in doc and "method" not in doc.get("data", {}):
+                break
+        assert doc == {"device": "Device A", "id": 1, "data": {"result": "ok"}}, seen
+    finally:
+        obs.stop()
+        shutil.rmtree(d)
+
+
+@with_env("down-cbor")
+def test_cbor_observer_gets_cbor(env):
+    need("coap")
+    out_file = os.path.join(env.tdir.path, "obs.out")
+    # libcoap's client asks for CBOR with -A 60 and prints the bytes it gets
+    obs = subprocess.Popen([coap_client_bin(), "-m", "get", "-A", "60", "-s", "15", "-B", "15",
+                            "-o", out_file,
+                            f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not (os.path.exists(out_file) and os.path.getsize(out_file) > 0):
+            assert time.monotonic() < deadline, "no first answer"
+            time.sleep(0.05)  # polling a file the client writes, not a synchronisation sleep
+        env.broker.publish("v1/gateway/attributes", '{"device":"Device A","data":{"a":1}}')
+        want = bytes.fromhex("a1616101")  # {"a":1} in CBOR
+        deadline = time.monotonic() + 10
+        while want not in open(out_file, "rb").read():
+            assert time.monotonic() < deadline, open(out_file, "rb").read()
+            time.sleep(0.05)
+    finally:
+        obs.terminate()
+        obs.wait(5)
+
+
+@with_env("down-uplink-same-path")
+def test_post_on_an_observed_path_is_still_uplink(env):
+    sub = env.sub("v1/gateway/attributes")
+    code, out = coap_client("-m", "post", "-e", '{"fw":"1.2"}',
+                            f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes")
+    assert code is None or code.startswith("2."), out
+    topic, payload = sub.next()
+    assert json.loads(payload) == {"Device A": {"fw": "1.2"}}
+
+
+main(globals())
