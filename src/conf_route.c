@@ -182,6 +182,11 @@ static const char *const shape_names[] = {"body", "timeseries", "by_device", "en
 static const int shape_values[] = {CONF_SHAPE_BODY, CONF_SHAPE_TIMESERIES, CONF_SHAPE_BY_DEVICE,
                                    CONF_SHAPE_ENVELOPE, CONF_SHAPE_REPLY};
 
+/* "cache: shared" on an observe block, "cache: client" on an uplink route. */
+static const char *const cache_shared_names[] = {"shared", NULL};
+static const char *const cache_client_names[] = {"client", NULL};
+static const int cache_values[] = {1};
+
 #define O_OFF(f) offsetof(struct conf_observe, f)
 static const struct conf_key observe_keys[] = {
     {.name = "subscribe", .type = CONF_K_STR, .offset = O_OFF(subscribe)},
@@ -189,6 +194,7 @@ static const struct conf_key observe_keys[] = {
     {.name = "data_field", .type = CONF_K_STR, .offset = O_OFF(data_field)},
     {.name = "require", .type = CONF_K_STR, .offset = O_OFF(require)},
     {.name = "confirmable", .type = CONF_K_BOOL, .offset = O_OFF(confirmable)},
+    {.name = "cache", .type = CONF_K_ENUM, .offset = O_OFF(cache_shared), .names = cache_shared_names, .values = cache_values},
     {.name = NULL},
 };
 
@@ -232,6 +238,7 @@ static const struct conf_key route_keys[] = {
     {.name = "retain", .type = CONF_K_BOOL, .offset = R_OFF(retain)},
     {.name = "ack", .type = CONF_K_ENUM, .offset = R_OFF(ack), .names = ack_names, .values = ack_values},
     {.name = "observe", .type = CONF_K_CUSTOM, .offset = 0, .parse = parse_observe},
+    {.name = "cache", .type = CONF_K_ENUM, .offset = R_OFF(cache_client), .names = cache_client_names, .values = cache_values},
     {.name = NULL},
 };
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coap2mqtt/attrs.h"
 #include "coap2mqtt/codec.h"
 #include "coap2mqtt/log.h"
 #include "coap2mqtt/loop.h"
@@ -374,6 +375,7 @@ void south_free(void)
         S.ctx = NULL;
     }
     south_observe_free();
+    attrs_free();
     south_dtls_free();
     south_dedup_free();
     coap_cleanup();

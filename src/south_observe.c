@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "coap2mqtt/attrs.h"
 #include "coap2mqtt/buf.h"
 #include "coap2mqtt/codec.h"
 #include "coap2mqtt/log.h"
@@ -94,6 +95,50 @@ static bool filter_match(const char *filter, const char *topic, int device_level
     return !*filter && !*topic;
 }
 
+static bool query_has_keys(const coap_string_t *query)
+{
+    return memmem(query->s, query->length, "clientKeys=", 11) ||
+           memmem(query->s, query->length, "sharedKeys=", 11);
+}
+
+/* The value of name= in a query "a=1&b=2" (a new string), or NULL. */
+static char *query_value(const coap_string_t *query, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *p = (const char *)query->s, *end = p + query->length;
+
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=')
+            return strndup(p + nl + 1, (size_t)(stop - p - nl - 1));
+        p = stop + 1;
+    }
+    return NULL;
+}
+
+/* GET .../attributes?clientKeys=a,b&sharedKeys=c,d: the known ones, from the cache. */
+static void answer_attribute_read(const struct obs_res *o, const coap_string_t *query,
+                                  coap_pdu_t *response)
+{
+    char *client = query_value(query, "clientKeys");
+    char *shared = query_value(query, "sharedKeys");
+    struct buf out = BUF_INIT;
+    uint8_t buf[4];
+
+    if (attrs_read(o->device->name, client, shared, &out) == 0) {
+        coap_pdu_set_code(response, COAP_RESPONSE_CODE(205));
+        coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
+                        coap_encode_var_safe(buf, sizeof(buf), CODEC_CF_JSON), buf);
+        coap_add_data(response, out.len, out.data);
+    } else {
+        coap_pdu_set_code(response, COAP_RESPONSE_CODE(500));
+    }
+    buf_free(&out);
+    free(client);
+    free(shared);
+}
+
 static void handle_get(coap_resource_t *resource, coap_session_t *session,
                        const coap_pdu_t *request, const coap_string_t *query,
                        coap_pdu_t *response)
@@ -105,7 +150,10 @@ static void handle_get(coap_resource_t *resource, coap_session_t *session,
     uint8_t buf[4];
 
     (void)session;
-    (void)query;
+    if (o->route->observe->cache_shared && query && query_has_keys(query)) {
+        answer_attribute_read(o, query, response);
+        return;
+    }
     /* A device that asked for CBOR gets CBOR (RFC 7252 5.10.4 Accept). */
     if (accept && coap_decode_var_bytes(coap_opt_value(accept), coap_opt_length(accept)) ==
                       CODEC_CF_CBOR) {
@@ -279,6 +327,8 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
                 s->route->name, device ? device : "-");
         goto out;
     }
+    if (ob->cache_shared)
+        attrs_merge(o->device->name, ATTRS_SHARED, data);
     text = doc ? strdup(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
                                                                  JSON_C_TO_STRING_NOSLASHESCAPE))
                : strndup((const char *)payload, len);

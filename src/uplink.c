@@ -8,6 +8,7 @@
 
 #include <json-c/json.h>
 
+#include "coap2mqtt/attrs.h"
 #include "coap2mqtt/codec.h"
 #include "coap2mqtt/device.h"
 #include "coap2mqtt/log.h"
@@ -422,8 +423,11 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
     if (publish(&j, (const char *)topic.data, out.data, out.len, j.route->conf->qos,
                 j.route->conf->retain, waiter) < 0)
         goto out;
-    if (j.device)
+    if (j.device) {
         j.device->last_seen_ms = loop_now_ms();
+        if (j.route->conf->cache_client)
+            attrs_merge(j.device->name, ATTRS_CLIENT, j.data);
+    }
     res->code = success_code(req->method);
     res->pending = waiter != NULL;
     log_msg(LOG_DEBUG,

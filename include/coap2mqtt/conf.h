@@ -96,6 +96,7 @@ struct conf_observe {
     char *device_field; /* the device is named by this payload field (shared topics) */
     char *data_field; /* notify this field of the payload instead of all of it */
     char *require; /* only messages whose data has this key (e.g. "method") */
+    int cache_shared; /* 1: keep the data as the device's shared attributes */
     bool confirmable; /* CON notifications (default true) */
 };
 
@@ -141,6 +142,7 @@ struct conf_route {
     bool retain;
     enum conf_ack ack; /* default: broker for QoS 1 and 2, received for QoS 0 */
     struct conf_observe *observe; /* NULL for uplink routes */
+    int cache_client; /* 1: keep the body as the device's client attributes */
     struct conf_mark mark;
 };
 

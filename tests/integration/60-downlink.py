@@ -161,4 +161,34 @@ def test_post_on_an_observed_path_is_still_uplink(env):
     assert json.loads(payload) == {"Device A": {"fw": "1.2"}}
 
 
+@with_env("down-attribute-read")
+def test_seed_attribute_read_answers_exactly_the_asked_keys(env):
+    need("coap")
+    # the seed's attribute post, then its attribute read (coap-client, because of the query)
+    r = subprocess.run(["bash", "-c", f"cat new-attributes-values.json | coap post "
+                        f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes"],
+                       cwd=SEED, capture_output=True, timeout=20)
+    assert b"(2.04)" in r.stdout + r.stderr, r
+    url = (f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes"
+           "?clientKeys=attribute1,attribute2&sharedKeys=shared1,shared2")
+    code, out = coap_client("-m", "get", url)
+    assert out.strip() == '{"client":{"attribute1":"value1","attribute2":true}}', out
+    # a shared attribute pushed from MQTT joins the answer; a deleted one leaves it
+    sub = env.sub("v1/gateway/attributes")  # wait for nothing but a working broker link
+    env.broker.publish("v1/gateway/attributes",
+                       '{"device":"Device A","data":{"shared1":"on","other":1}}')
+    deadline = time.monotonic() + 10
+    want = '{"client":{"attribute1":"value1","attribute2":true},"shared":{"shared1":"on"}}'
+    while coap_client("-m", "get", url)[1].strip() != want:
+        assert time.monotonic() < deadline, "the pushed shared attribute never showed"
+    env.broker.publish("v1/gateway/attributes",
+                       '{"device":"Device A","data":{"deleted":["shared1"]}}')
+    deadline = time.monotonic() + 10
+    while '"shared"' in coap_client("-m", "get", url)[1]:
+        assert time.monotonic() < deadline, "the deleted shared attribute stayed"
+    code, out = coap_client("-m", "get", url.replace("attribute1,attribute2", "nope"))
+    assert out.strip() == "{}", out
+    sub.close()
+
+
 main(globals())
