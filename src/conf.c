@@ -156,6 +156,9 @@ static const struct conf_key coap_keys[] = {
     {.name = "max_body_size", .type = CONF_K_SIZE, .offset = COAP_OFF(max_body_size), .min = 1, .max = 16777216},
     {.name = "block_size", .type = CONF_K_CUSTOM, .offset = 0, .parse = parse_block_size},
     {.name = "session_timeout", .type = CONF_K_UINT, .offset = COAP_OFF(session_timeout), .min = 10, .max = 86400},
+    {.name = "keepalive", .type = CONF_K_UINT, .offset = COAP_OFF(keepalive), .min = 0, .max = 86400},
+    {.name = "ack_timeout", .type = CONF_K_UINT, .offset = COAP_OFF(ack_timeout), .min = 1, .max = 60},
+    {.name = "max_retransmit", .type = CONF_K_UINT, .offset = COAP_OFF(max_retransmit), .min = 0, .max = 10},
     {.name = NULL},
 };
 
@@ -467,6 +470,8 @@ static void defaults(struct conf *c)
     c->coap.max_body_size = 65536;
     c->coap.block_size = 1024;
     c->coap.session_timeout = 300;
+    c->coap.ack_timeout = 2;
+    c->coap.max_retransmit = 4;
     c->mqtt.verify = true;
     c->mqtt.protocol = CONF_MQTT_311;
     c->mqtt.keepalive = 30;

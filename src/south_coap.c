@@ -154,6 +154,7 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
                          sizeof(peer) - 1)] = '\0';
     req.peer = peer;
     req.method = coap_pdu_get_code(request);
+    south_keepalive_touch(session);
     /* RFC 7252 4.5: a retransmission gets the first answer and is not processed again. */
     if (south_dedup_find(peer, (uint16_t)mid, &code, &max_age)) {
         stats_count(STATS_DUPLICATES, NULL);
@@ -232,12 +233,18 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
 static int event_handler(coap_session_t *session, const coap_event_t event)
 {
     switch (event) {
-    case COAP_EVENT_SERVER_SESSION_NEW:
+    case COAP_EVENT_SERVER_SESSION_NEW: {
+        coap_fixed_point_t t = {S.conf->coap.ack_timeout, 0};
         S.sessions++;
+        coap_session_set_ack_timeout(session, t);
+        coap_session_set_max_retransmit(session, S.conf->coap.max_retransmit);
+        south_keepalive_session_new(session);
         break;
+    }
     case COAP_EVENT_SERVER_SESSION_DEL:
         if (S.sessions)
             S.sessions--;
+        south_keepalive_session_del(session);
         south_dtls_session_gone(session);
         break;
     case COAP_EVENT_DTLS_ERROR:
@@ -343,6 +350,7 @@ int south_init(const struct conf *conf)
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
         coap_register_request_handler(r, methods[i], handle_request);
     coap_add_resource(S.ctx, r);
+    south_keepalive_init(S.ctx, conf->coap.keepalive);
     rc = south_observe_init(S.ctx, conf, handle_request);
     if (rc < 0)
         return rc;
@@ -375,6 +383,7 @@ void south_free(void)
         S.ctx = NULL;
     }
     south_observe_free();
+    south_keepalive_free();
     attrs_free();
     south_dtls_free();
     south_dedup_free();

@@ -25,6 +25,13 @@ int south_observe_init(coap_context_t *ctx, const struct conf *conf,
                        coap_method_handler_t other_methods);
 void south_observe_free(void);
 
+/* Keepalive pings on idle server sessions (south_keepalive.c); seconds 0 = off. */
+void south_keepalive_init(coap_context_t *ctx, unsigned seconds);
+void south_keepalive_free(void);
+void south_keepalive_session_new(coap_session_t *s);
+void south_keepalive_session_del(coap_session_t *s);
+void south_keepalive_touch(coap_session_t *s);
+
 /* Duplicate suppression (south_dedup.c): answers by (peer, message ID). */
 int south_dedup_init(void);
 void south_dedup_free(void);

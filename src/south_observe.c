@@ -336,9 +336,9 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
         goto out;
     free(o->data);
     o->data = text;
-    log_msg(LOG_DEBUG, "south: notify route=%s device=\"%s\" bytes=%zu", s->route->name,
-            o->device->name, strlen(text));
-    coap_resource_notify_observers(o->res, NULL);
+    log_msg(LOG_DEBUG, "south: notify route=%s device=\"%s\" bytes=%zu observed=%s",
+            s->route->name, o->device->name, strlen(text),
+            coap_resource_notify_observers(o->res, NULL) ? "yes" : "no");
 out:
     json_object_put(doc);
 }

@@ -64,8 +64,9 @@ class Observer:
         raise AssertionError(f"observer never printed what was expected; saw {seen}")
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(5)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
 
 
 def shim():
@@ -189,6 +190,34 @@ def test_seed_attribute_read_answers_exactly_the_asked_keys(env):
     code, out = coap_client("-m", "get", url.replace("attribute1,attribute2", "nope"))
     assert out.strip() == "{}", out
     sub.close()
+
+
+KEEPALIVE = "  keepalive: 1\n  ack_timeout: 1\n  max_retransmit: 1\n"
+
+
+@with_env("down-keepalive", coap_extra=KEEPALIVE)
+def test_keepalive_pings_and_drops_an_observer_that_disappeared(env):
+    url = f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes"
+    alive = Observer(f"{coap_client_bin()} -m get -s 30 -B 30 {url}")
+    try:
+        alive.wait_for(lambda d: d == {})
+        mark = len(env.gw.lines)
+        # an idle session is pinged, the device answers, and it still gets notifications
+        env.gw.wait_log("south: keepalive ping", 10, start=mark)
+        env.broker.publish("v1/gateway/attributes", '{"device":"Device A","data":{"k":1}}')
+        assert alive.wait_for(lambda d: d == {"k": 1}) == {"k": 1}
+        assert "peer stopped answering" not in env.gw.log_text()
+        # now the device disappears without a word
+        alive.proc.kill()
+        alive.proc.wait(5)
+        env.gw.wait_log("south: peer stopped answering", 30, start=mark)
+        mark = len(env.gw.lines)
+        env.broker.publish("v1/gateway/attributes", '{"device":"Device A","data":{"k":2}}')
+        line = env.gw.lines[env.gw.wait_log("south: notify route=tb-attributes-observe", 10,
+                                            start=mark)]
+        assert "observed=no" in line, line
+    finally:
+        alive.stop()
 
 
 main(globals())
