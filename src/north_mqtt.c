@@ -156,9 +156,12 @@ static void job_acked(void *arg)
 static void job_send_failed(void *arg)
 {
     uint64_t seq = (uint64_t)(uintptr_t)arg;
+    size_t before = spool_inflight();
 
     N.count.send_failures++;
     spool_requeue(seq);
+    /* Paho also fails what was in flight when the link drops: it goes out again. */
+    N.count.resent += before - spool_inflight();
     if (!N.stopping)
         loop_timer_set(&N.pump_timer, 1000);
 }

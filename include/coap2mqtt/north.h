@@ -35,7 +35,7 @@ void north_pump(void);
 /* Counters since start. */
 struct north_counters {
     unsigned long long sent, acked, send_failures, reconnects;
-    unsigned long long resent; /* in flight when the link broke, sent again */
+    unsigned long long resent; /* handed over, then failed or cut off: sent again */
 };
 const struct north_counters *north_counters(void);
 /**

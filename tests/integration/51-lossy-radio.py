@@ -15,7 +15,7 @@ N_DEV, PER_DEV, LOSS = 10, 20, 20
 TAG = uuid.uuid4().hex[:6]
 NS = f"c2m-dev-{TAG}"
 V_ROOT, V_NS = f"c2m{TAG}r", f"c2m{TAG}n"
-NET = "10.203.77"
+NET = f"10.203.{int(TAG, 16) % 250 + 1}"  # per run: two runs never share a route
 TABLE = f"c2m_loss_{TAG}"
 
 
@@ -46,7 +46,7 @@ def setup_radio():
         sh("ip", "netns", "exec", NS, "ip", "link", "set", V_NS, "up")
         sh("ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up")
         # test traffic can never leave this machine
-        sh("ip", "route", "add", "blackhole", f"{NET}.0/24")
+        sh("ip", "route", "replace", "blackhole", f"{NET}.0/24")
         nft_load(["nft", "-f", "-"], drop_rule(TABLE, V_ROOT))
         nft_load(["ip", "netns", "exec", NS, "nft", "-f", "-"], drop_rule(TABLE, V_NS))
     except subprocess.CalledProcessError as e:
