@@ -95,6 +95,17 @@ static bool filter_match(const char *filter, const char *topic, int device_level
     return !*filter && !*topic;
 }
 
+/* 2.05 Content with its Content-Format. */
+static void answer(coap_pdu_t *response, int cf, const uint8_t *data, size_t len)
+{
+    uint8_t buf[4];
+
+    coap_pdu_set_code(response, COAP_RESPONSE_CODE(205));
+    coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
+                    coap_encode_var_safe(buf, sizeof(buf), (unsigned)cf), buf);
+    coap_add_data(response, len, data);
+}
+
 static bool query_has_keys(const coap_string_t *query)
 {
     return memmem(query->s, query->length, "clientKeys=", 11) ||
@@ -124,14 +135,10 @@ static void answer_attribute_read(const struct obs_res *o, const coap_string_t *
     char *client = query_value(query, "clientKeys");
     char *shared = query_value(query, "sharedKeys");
     struct buf out = BUF_INIT;
-    uint8_t buf[4];
 
-    if (attrs_read(o->device->name, client, shared, &out) == 0) {
-        coap_pdu_set_code(response, COAP_RESPONSE_CODE(205));
-        coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
-                        coap_encode_var_safe(buf, sizeof(buf), CODEC_CF_JSON), buf);
-        coap_add_data(response, out.len, out.data);
-    } else {
+    if (attrs_read(o->device->name, client, shared, &out) == 0)
+        answer(response, CODEC_CF_JSON, out.data, out.len);
+    else {
         coap_pdu_set_code(response, COAP_RESPONSE_CODE(500));
     }
     buf_free(&out);
@@ -147,7 +154,6 @@ static void handle_get(coap_resource_t *resource, coap_session_t *session,
     const char *data = o->data ? o->data : "{}";
     coap_opt_iterator_t it;
     coap_opt_t *accept = coap_check_option(request, COAP_OPTION_ACCEPT, &it);
-    uint8_t buf[4];
 
     (void)session;
     if (o->route->observe->cache_shared && query && query_has_keys(query)) {
@@ -160,22 +166,15 @@ static void handle_get(coap_resource_t *resource, coap_session_t *session,
         struct json_object *doc = json_tokener_parse(data);
         struct buf cbor = BUF_INIT;
 
-        if (doc && codec_encode_cbor(doc, &cbor) == 0) {
-            coap_pdu_set_code(response, COAP_RESPONSE_CODE(205));
-            coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
-                            coap_encode_var_safe(buf, sizeof(buf), CODEC_CF_CBOR), buf);
-            coap_add_data(response, cbor.len, cbor.data);
-        } else {
+        if (doc && codec_encode_cbor(doc, &cbor) == 0)
+            answer(response, CODEC_CF_CBOR, cbor.data, cbor.len);
+        else
             coap_pdu_set_code(response, COAP_RESPONSE_CODE(500));
-        }
         json_object_put(doc);
         buf_free(&cbor);
         return;
     }
-    coap_pdu_set_code(response, COAP_RESPONSE_CODE(205));
-    coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
-                    coap_encode_var_safe(buf, sizeof(buf), CODEC_CF_JSON), buf);
-    coap_add_data(response, strlen(data), (const uint8_t *)data);
+    answer(response, CODEC_CF_JSON, (const uint8_t *)data, strlen(data));
 }
 
 /* The resource's path for one device: the route's path with its token filled in. */

@@ -36,6 +36,23 @@ def run_devices(env, results, path_of, body_of):
     return threads
 
 
+def load_through_outage(env, sub, cut, restore):
+    """20 devices x 100 readings, an outage of 5 s a quarter of the way through; returns
+    everything the subscriber got, after checking every device was answered 2.04."""
+    results = {}
+    threads = run_devices(env, results, lambda k: f"/load/T{k:02d}",
+                          lambda k, i: json.dumps({"d": k, "seq": i}))
+    got = collect(sub, N_DEV * PER_DEV // 4, 60)
+    cut()
+    time.sleep(5)  # the outage itself, not a synchronisation
+    restore()
+    got += collect(sub, N_DEV * PER_DEV - len(got), 120)
+    for t in threads:
+        t.join(120)
+    assert all(codes == ["2.04"] * PER_DEV for codes in results.values()), results
+    return got + sub.marker()  # and anything still arriving
+
+
 def collect(sub, n, timeout):
     got = []
     deadline = time.monotonic() + timeout
@@ -65,18 +82,7 @@ def gateway_stats(env):
           top_extra="spool:\n  max_messages: 5000\n")
 def test_broker_outage_under_load_loses_nothing(env):
     sub = env.sub("load/#", client_id="c2m-load-subscriber")
-    results = {}
-    threads = run_devices(env, results, lambda k: f"/load/T{k:02d}",
-                          lambda k, i: json.dumps({"d": k, "seq": i}))
-    got = collect(sub, N_DEV * PER_DEV // 4, 60)
-    env.broker.stop()
-    time.sleep(5)  # the outage itself, not a synchronisation
-    env.broker.start()
-    got += collect(sub, N_DEV * PER_DEV - len(got), 120)
-    for t in threads:
-        t.join(120)
-    assert all(codes == ["2.04"] * PER_DEV for codes in results.values()), results
-    got += sub.marker()  # anything still arriving
+    got = load_through_outage(env, sub, env.broker.stop, env.broker.start)
     seqs = per_device(got)
     assert sorted(seqs) == [f"load/d{k:02d}" for k in range(N_DEV)]
     dups = check_in_order(seqs)
@@ -108,19 +114,12 @@ def proxied(env):
           top_extra="spool:\n  max_messages: 5000\n")
 def test_link_cut_under_load_duplicates_only_what_was_resent(env):
     sub = env.sub("load/#")  # connected to the broker directly: it never loses its session
-    results = {}
-    threads = run_devices(env, results, lambda k: f"/load/T{k:02d}",
-                          lambda k, i: json.dumps({"d": k, "seq": i}))
-    got = collect(sub, N_DEV * PER_DEV // 4, 60)
-    env.proxy.cut()
-    env.gw.wait_log("north: connection lost", 20)
-    time.sleep(5)  # the outage itself, not a synchronisation
-    env.proxy.restore()
-    got += collect(sub, N_DEV * PER_DEV - len(got), 120)
-    for t in threads:
-        t.join(120)
-    assert all(codes == ["2.04"] * PER_DEV for codes in results.values()), results
-    got += sub.marker()
+
+    def cut():
+        env.proxy.cut()
+        env.gw.wait_log("north: connection lost", 20)
+
+    got = load_through_outage(env, sub, cut, env.proxy.restore)
     dups = check_in_order(per_device(got))
     stats = gateway_stats(env)
     assert dups <= stats["resent"], (dups, stats["resent"])
