@@ -1,21 +1,36 @@
 #!/usr/bin/env python3
-"""ThingsBoard profile: the seed's own telemetry and attribute commands, republished through
+"""ThingsBoard profile: the seed's own telemetry and attribute commands (npm coap-cli, body on
+stdin) and the same documents sent with libcoap's coap-client, republished through
 ThingsBoard's MQTT gateway API (connect first, then telemetry/attributes documents)."""
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 
-from harness import SRCDIR, coap_client_bin, jloads, main, need, run, with_env
+from harness import coap_client_bin, coap_request, jloads, main, need, run, with_env
 
 SEED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed")
+CONNECT_A = ("v1/gateway/connect", b'{"device":"Device A","type":"Sensor A"}')
+
+# the seed's commands, verbatim (001: ThingsBoard CoAP device API; 003: CoAP integration)
+EXAMPLE1 = ("cat telemetry-data-as-object.json | coap post "
+            "coap://$THINGSBOARD_EDGE_HOST_NAME/api/v1/$ACCESS_TOKEN/telemetry")
+EXAMPLE2 = ("cat telemetry-data-as-array.json | coap post "
+            "coap://$THINGSBOARD_EDGE_HOST_NAME/api/v1/$ACCESS_TOKEN/telemetry")
+EXAMPLE3 = ("cat telemetry-data-with-ts.json | coap post "
+            "coap://$THINGSBOARD_EDGE_HOST_NAME/api/v1/$ACCESS_TOKEN/telemetry")
+ATTRIBUTES = ("cat new-attributes-values.json | coap post "
+              "coap://$THINGSBOARD_EDGE_HOST_NAME/api/v1/$ACCESS_TOKEN/attributes")
+CSV = ("echo -e 'SN-001,default,temperature,25.7,humidity,69' | "
+       "coap-client -m post $YOUR_COAP_ENDPOINT_URL -t text/plain -f-")
 
 
 def seed_shell(env, command):
-    """Run a seed command line as written, with host and token filled in. A `coap-client`
+    """Run a seed command line as written, with host, token and URL filled in. A `coap-client`
     shim is put on PATH because Debian names the binary coap-client-openssl."""
+    if " coap " in f" {command} ":
+        need("coap")
     shim = tempfile.mkdtemp(prefix="c2m-shim-")
     os.symlink(shutil.which(coap_client_bin()), os.path.join(shim, "coap-client"))
     cmd = (command.replace("$THINGSBOARD_EDGE_HOST_NAME", f"127.0.0.1:{env.port}")
@@ -29,30 +44,25 @@ def seed_shell(env, command):
     return r.returncode, (r.stdout + r.stderr).decode(errors="replace")
 
 
-def expect_connect(sub, device, dtype):
-    topic, payload = sub.next()
-    assert topic == "v1/gateway/connect", (topic, payload)
-    assert payload == json.dumps({"device": device, "type": dtype},
-                                 separators=(",", ":")).encode(), payload
+def compact(doc):
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def expect_telemetry(sub, device, entries, t0, t1):
-    """entries: list of (ts or None, values) expected, in order."""
+    """entries: [(ts or None, values)], in order. The payload must be exactly the compact
+    document; where ts is None it is the gateway's receive time, within [t0, t1]."""
     topic, payload = sub.next()
     assert topic == "v1/gateway/telemetry", (topic, payload)
     doc = jloads(payload)
-    compact = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-    assert payload == compact, f"not compact JSON: {payload!r}"
-    assert list(doc) == [device], doc
-    got = doc[device]
-    assert len(got) == len(entries), got
+    got = doc.get(device) if isinstance(doc, dict) else None
+    assert isinstance(got, list) and len(got) == len(entries), payload
+    want = []
     for entry, (ts, values) in zip(got, entries):
-        assert set(entry) == {"ts", "values"}, entry
         if ts is None:
-            assert t0 <= entry["ts"] <= t1, f"ts {entry['ts']} not in [{t0}, {t1}]"
-        else:
-            assert entry["ts"] == ts, entry
-        assert entry["values"] == values, entry
+            ts = entry.get("ts")
+            assert isinstance(ts, int) and t0 <= ts <= t1, f"ts {ts} not in [{t0}, {t1}]"
+        want.append({"ts": ts, "values": values})
+    assert payload == compact({device: want}), f"\n got {payload}\nwant {compact({device: want})}"
     return payload
 
 
@@ -65,74 +75,120 @@ def load(name):
         return json.load(f)
 
 
+def coap_client_post(env, path, name, *extra):
+    """The seed document sent with coap-client (from the file, as JSON); asserts 2.04."""
+    code, out = coap_request("-m", "post", "-t", "application/json", *extra,
+                             "-f", os.path.join(SEED, name), env.url(path))
+    assert code == "2.04", f"{code}: {out[-1500:]}"
+
+
+# --- the seed's commands with npm coap-cli ---------------------------------------------------
+
 @with_env("tb-example1")
 def test_seed_example1_object_without_ts(env):
-    need("coap")
     sub = env.sub("v1/gateway/#")
     t0 = now_ms()
-    rc, out = seed_shell(env, "cat telemetry-data-as-object.json | coap post "
-                              "coap://$THINGSBOARD_EDGE_HOST_NAME/api/v1/$ACCESS_TOKEN/telemetry")
+    rc, out = seed_shell(env, EXAMPLE1)
+    t1 = now_ms()
     assert rc == 0 and "(2.04)" in out, out
-    expect_connect(sub, "Device A", "Sensor A")
+    assert sub.next() == CONNECT_A
     payload = expect_telemetry(sub, "Device A", [(None, load("telemetry-data-as-object.json"))],
-                               t0, now_ms())
-    # the double keeps its text: 42.0, not 42
-    assert b'"doubleKey":42.0' in payload, payload
+                               t0, t1)
+    assert b'"doubleKey":42.0,' in payload, payload  # the number keeps its text
+    assert sub.marker() == []
 
 
 @with_env("tb-example2")
 def test_seed_example2_array_without_ts(env):
-    need("coap")
     sub = env.sub("v1/gateway/#")
     t0 = now_ms()
-    rc, out = seed_shell(env, "cat telemetry-data-as-array.json | coap post "
-                              "coap://$THINGSBOARD_EDGE_HOST_NAME/api/v1/$ACCESS_TOKEN/telemetry")
-    assert "(2.04)" in out, out
-    expect_connect(sub, "Device A", "Sensor A")
-    expect_telemetry(sub, "Device A", [(None, {"key1": "value1"}), (None, {"key2": True})],
-                     t0, now_ms())
+    rc, out = seed_shell(env, EXAMPLE2)
+    t1 = now_ms()
+    assert rc == 0 and "(2.04)" in out, out
+    assert sub.next() == CONNECT_A
+    payload = expect_telemetry(sub, "Device A", [(None, {"key1": "value1"}),
+                                                 (None, {"key2": True})], t0, t1)
+    ts = [e["ts"] for e in jloads(payload)["Device A"]]
+    assert ts[0] == ts[1], ts  # one request, one receive time
+    assert sub.marker() == []
 
 
 @with_env("tb-example3")
 def test_seed_example3_with_ts(env):
-    need("coap")
     sub = env.sub("v1/gateway/#")
-    rc, out = seed_shell(env, "cat telemetry-data-with-ts.json | coap post "
-                              "coap://$THINGSBOARD_EDGE_HOST_NAME/api/v1/$ACCESS_TOKEN/telemetry")
-    assert "(2.04)" in out, out
-    expect_connect(sub, "Device A", "Sensor A")
+    rc, out = seed_shell(env, EXAMPLE3)
+    assert rc == 0 and "(2.04)" in out, out
+    assert sub.next() == CONNECT_A
     doc = load("telemetry-data-with-ts.json")
     expect_telemetry(sub, "Device A", [(1451649600512, doc["values"])], 0, 0)
+    assert sub.marker() == []
 
 
 @with_env("tb-attributes")
 def test_seed_attributes(env):
-    need("coap")
     sub = env.sub("v1/gateway/#")
-    rc, out = seed_shell(env, "cat new-attributes-values.json | coap post "
-                              "coap://$THINGSBOARD_EDGE_HOST_NAME/api/v1/$ACCESS_TOKEN/attributes")
-    assert "(2.04)" in out, out
-    expect_connect(sub, "Device A", "Sensor A")
-    topic, payload = sub.next()
-    assert topic == "v1/gateway/attributes", topic
-    assert jloads(payload) == {"Device A": load("new-attributes-values.json")}, payload
-    assert b'"attribute3":42.0' in payload
+    rc, out = seed_shell(env, ATTRIBUTES)
+    assert rc == 0 and "(2.04)" in out, out
+    assert sub.next() == CONNECT_A
+    assert sub.next() == ("v1/gateway/attributes",
+                          compact({"Device A": load("new-attributes-values.json")}))
+    assert sub.marker() == []
+
+
+# --- the same documents with libcoap's coap-client -------------------------------------------
+
+@with_env("tb-coap-client-seed")
+def test_seed_documents_with_coap_client(env):
+    sub = env.sub("v1/gateway/#")
+    t0 = now_ms()
+    coap_client_post(env, "/api/v1/A1_TEST_TOKEN/telemetry", "telemetry-data-as-object.json")
+    t1 = now_ms()
+    assert sub.next() == CONNECT_A
+    expect_telemetry(sub, "Device A", [(None, load("telemetry-data-as-object.json"))], t0, t1)
+    t0 = now_ms()
+    coap_client_post(env, "/api/v1/A1_TEST_TOKEN/telemetry", "telemetry-data-as-array.json")
+    t1 = now_ms()
+    expect_telemetry(sub, "Device A", [(None, {"key1": "value1"}), (None, {"key2": True})],
+                     t0, t1)
+    coap_client_post(env, "/api/v1/A1_TEST_TOKEN/telemetry", "telemetry-data-with-ts.json")
+    expect_telemetry(sub, "Device A",
+                     [(1451649600512, load("telemetry-data-with-ts.json")["values"])], 0, 0)
+    coap_client_post(env, "/api/v1/A1_TEST_TOKEN/attributes", "new-attributes-values.json")
+    assert sub.next() == ("v1/gateway/attributes",
+                          compact({"Device A": load("new-attributes-values.json")}))
+    # announced once per MQTT connection, not once per request
+    assert sub.marker() == []
+
+
+@with_env("tb-coap-client-no-cf")
+def test_body_without_content_format_is_json(env):
+    # coap-client without -t sends no Content-Format: the route's first format (json) applies
+    sub = env.sub("v1/gateway/#")
+    code, out = coap_request("-m", "post", "-f", os.path.join(SEED, "telemetry-data-with-ts.json"),
+                             env.url("/api/v1/A1_TEST_TOKEN/telemetry"))
+    assert code == "2.04", out
+    sent = next(l for l in out.splitlines() if " c:POST " in l)
+    assert "Content-Format" not in sent, sent
+    assert sub.next() == CONNECT_A
+    expect_telemetry(sub, "Device A",
+                     [(1451649600512, load("telemetry-data-with-ts.json")["values"])], 0, 0)
 
 
 @with_env("tb-coap-client")
-def test_telemetry_with_coap_client_connects_once(env):
+def test_device_announced_once_with_static_attributes(env):
     sub = env.sub("v1/gateway/#")
     url = env.url("/api/v1/B1_TEST_TOKEN/telemetry")
     for i in range(3):
         t0 = now_ms()
-        r = run([coap_client_bin(), "-m", "post", "-t", "json", "-e", json.dumps({"n": i}), url])
-        assert r.returncode == 0, r
+        code, out = coap_request("-m", "post", "-t", "json", "-e", json.dumps({"n": i}), url)
+        t1 = now_ms()
+        assert code == "2.04", out
         if i == 0:
-            expect_connect(sub, "Device B", "Sensor B")
+            assert sub.next() == ("v1/gateway/connect", b'{"device":"Device B","type":"Sensor B"}')
             # its static attributes follow the announcement
             assert sub.next() == ("v1/gateway/attributes",
                                   b'{"Device B":{"model":"TH-2","floor":3}}')
-        expect_telemetry(sub, "Device B", [(None, {"n": i})], t0, now_ms())
+        expect_telemetry(sub, "Device B", [(None, {"n": i})], t0, t1)
     assert sub.marker() == [], "announced more than once"
 
 
@@ -140,13 +196,14 @@ def test_telemetry_with_coap_client_connects_once(env):
 def test_seed_integration_csv(env):
     sub = env.sub("v1/gateway/#")
     t0 = now_ms()
-    rc, out = seed_shell(env, "echo -e 'SN-001,default,temperature,25.7,humidity,69' | "
-                              "coap-client -m post $YOUR_COAP_ENDPOINT_URL -t text/plain -f-")
-    assert rc == 0, out
-    expect_connect(sub, "SN-001", "default")
+    rc, out = seed_shell(env, CSV)
+    t1 = now_ms()
+    assert rc == 0 and out == "", out  # coap-client prints nothing for a 2.04 without payload
+    assert sub.next() == ("v1/gateway/connect", b'{"device":"SN-001","type":"default"}')
     payload = expect_telemetry(sub, "SN-001", [(None, {"temperature": 25.7, "humidity": 69})],
-                               t0, now_ms())
-    assert b'"values":{"temperature":25.7,"humidity":69}' in payload, payload
+                               t0, t1)
+    assert b'"values":{"temperature":25.7,"humidity":69}}' in payload, payload
+    assert sub.marker() == []
 
 
 main(globals())

@@ -5,6 +5,7 @@ directory per test, free loopback ports, configs written from templates, daemons
 processes and awaited by their own signals (an accepted connection, a log line, a retained
 message), never by fixed sleeps.
 """
+import atexit
 import json
 import os
 import queue
@@ -45,23 +46,40 @@ def coap_client_bin():
     raise Skip("missing tool: coap-client (libcoap3-bin)")
 
 
+_HELD = {}  # port -> sockets bound to it, so no other test is handed the port meanwhile
+_HELD_LOCK = threading.Lock()
+
+
 def free_port(kind=socket.SOCK_STREAM):
-    """A port free for both TCP and UDP on 127.0.0.1 and ::1 right now."""
+    """A port free for TCP and UDP on 127.0.0.1 and ::1, held (bound, like Test::Nginx's
+    port()) until release_ports() just before a daemon binds it."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, kind) as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        ok = True
-        for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-            for k in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                try:
-                    with socket.socket(fam, k) as t:
-                        t.bind((addr, port))
-                except OSError:
-                    ok = False
-        if ok:
-            return port
+        held = []
+        try:
+            for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+                for k in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    t = socket.socket(fam, k)
+                    held.append(t)
+                    t.bind((addr, port))
+        except OSError:
+            for t in held:
+                t.close()
+            continue
+        with _HELD_LOCK:
+            _HELD[port] = held
+        return port
     raise RuntimeError("no free port")
+
+
+def release_ports(*ports):
+    """Let a daemon bind these ports now (idempotent)."""
+    with _HELD_LOCK:
+        for port in ports:
+            for t in _HELD.pop(port, ()):
+                t.close()
 
 
 def wait_until(pred, timeout, what):
@@ -102,6 +120,7 @@ def certs():
     need("openssl")
     d = tempfile.mkdtemp(prefix="c2m-certs-")
     os.chmod(d, 0o755)
+    atexit.register(shutil.rmtree, d, True)
 
     def ossl(*args):
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
@@ -184,6 +203,7 @@ class Broker:
         self.start()
 
     def start(self):
+        release_ports(self.port, *([self.tls_port] if self.tls_port else []))
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -228,6 +248,7 @@ class LinkProxy:
     def __init__(self, target_port):
         self.target = target_port
         self.port = free_port()
+        release_ports(self.port)
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", self.port))
@@ -291,8 +312,8 @@ class LinkProxy:
 
 
 class Subscriber:
-    """mosquitto_sub on some topics, binary-safe (hex payloads), confirmed subscribed
-    before the test sends anything."""
+    """mosquitto_sub on some topics, binary-safe (`-F '%r %t %x'`: retain flag, topic, hex
+    payload), confirmed subscribed (its own probe topic seen) before the test sends."""
 
     def __init__(self, broker, *topics, extra_args=(), client_id=None, qos=1):
         need("mosquitto_sub", "mosquitto_pub")
@@ -301,11 +322,12 @@ class Subscriber:
         self.q = queue.Queue()
         self.early = []  # real messages that arrived while confirming the subscription
         args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", str(qos),
-                "-F", "%t %x", "-t", self.probe, *extra_args]
+                "-F", "%r %t %x", "-t", self.probe, *extra_args]
         if client_id:  # a persistent session: queued messages survive a reconnect
             args += ["-c", "-i", client_id]
         for t in topics:
             args += ["-t", t]
+        self.topics = topics
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         threading.Thread(target=self._read, daemon=True).start()
         self._confirm()
@@ -313,8 +335,9 @@ class Subscriber:
     def _read(self):
         for line in self.proc.stdout:
             line = line.decode().rstrip("\n")
-            topic, _, hexpayload = line.rpartition(" ")
-            self.q.put((topic, bytes.fromhex(hexpayload)))
+            retain, _, rest = line.partition(" ")
+            topic, _, hexpayload = rest.rpartition(" ")
+            self.q.put((topic, bytes.fromhex(hexpayload), retain == "1"))
 
     def _confirm(self):
         deadline = time.monotonic() + 10
@@ -322,16 +345,16 @@ class Subscriber:
             self.broker.publish(self.probe, "probe")
             try:
                 while True:
-                    topic, payload = self.q.get(timeout=0.3)
-                    if topic == self.probe:
+                    msg = self.q.get(timeout=0.3)
+                    if msg[0] == self.probe:
                         return
-                    self.early.append((topic, payload))
+                    self.early.append(msg)
             except queue.Empty:
                 continue
         raise AssertionError("subscriber never saw its probe message")
 
-    def next(self, timeout=10):
-        """The next message that is not a probe: (topic, payload bytes)."""
+    def next_msg(self, timeout=10):
+        """The next message that is not a probe: (topic, payload bytes, retained)."""
         if self.early:
             return self.early.pop(0)
         deadline = time.monotonic() + timeout
@@ -340,23 +363,28 @@ class Subscriber:
             if left <= 0:
                 raise AssertionError(f"no message within {timeout}s")
             try:
-                topic, payload = self.q.get(timeout=left)
+                msg = self.q.get(timeout=left)
             except queue.Empty:
                 raise AssertionError(f"no message within {timeout}s")
-            if topic != self.probe:
-                return topic, payload
+            if msg[0] != self.probe:
+                return msg
+
+    def next(self, timeout=10):
+        """The next message that is not a probe: (topic, payload bytes)."""
+        return self.next_msg(timeout)[:2]
 
     def marker(self, timeout=10):
-        """Publish a marker and return everything that arrived before it: proves that
-        nothing else was published in between (the broker keeps order per publisher...
-        so the marker is sent after the refused request has been answered)."""
+        """Publish a marker on the probe topic and return every other message that arrived
+        before it ([] proves that nothing was published). Call it after the refused request
+        has been answered: the gateway publishes before it answers, and the broker delivers
+        to this one subscriber in order."""
         tag = uuid.uuid4().hex
         self.broker.publish(self.probe, tag)
-        seen, self.early = self.early, []
+        seen, self.early = [m[:2] for m in self.early], []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                topic, payload = self.q.get(timeout=deadline - time.monotonic())
+                topic, payload, _ = self.q.get(timeout=deadline - time.monotonic())
             except queue.Empty:
                 break
             if topic == self.probe and payload == tag.encode():
@@ -461,11 +489,28 @@ def coap_client_start(*args):
 
 
 def coap_client(*args, input=None, timeout=20):
-    """libcoap's coap-client; returns (code or None, stdout+stderr text)."""
+    """libcoap's coap-client; returns (code or None, stdout+stderr text). coap-client prints
+    an error response as "4.01 <diagnostic payload>" on stderr and nothing for a 2.xx
+    response without payload, so code is None on success (see coap_request)."""
     r = run([coap_client_bin(), *args], input=input, timeout=timeout)
     out = (r.stdout + r.stderr).decode(errors="replace")
     m = re.search(r"\b([245]\.\d\d)\b", out)
     return (m.group(1) if m else None), out
+
+
+_PDU_RESPONSE = re.compile(r"^v:1 t:(?:CON|NON|ACK|RST) c:([1-7]\.\d\d) i:", re.M)
+HANDSHAKE_FAILED = "cannot send CoAP pdu"  # what coap-client prints when DTLS fails (exit 0)
+
+
+def coap_request(*args, input=None, timeout=20):
+    """coap-client at -v 6, which dumps every PDU ("v:1 t:ACK c:2.04 i:..."): returns
+    (the code of the last response received or None if none came, all output). Unlike
+    coap_client this sees success codes too, and the final one of a block-wise exchange."""
+    r = run([coap_client_bin(), "-v", "6", *args], input=input, timeout=timeout)
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    assert r.returncode == 0, f"coap-client exited {r.returncode}: {out[-2000:]}"
+    codes = [c for c in _PDU_RESPONSE.findall(out) if c != "0.00"]
+    return (codes[-1] if codes else None), out
 
 
 def coap_cli(*args, input=None, timeout=20):
@@ -534,6 +579,7 @@ class Env:
             self.start_gateway()
 
     def start_gateway(self):
+        release_ports(self.port, *([self.dport] if self.dport else []))
         self.gw = Gateway(self.tdir, self.config, env=self.gw_env,
                           wait_connected=self.wait_connected)
 
@@ -549,6 +595,27 @@ class Env:
         s = Subscriber(self.broker, *topics, **kw)
         self.subs.append(s)
         return s
+
+    def assert_nothing_published(self, sub):
+        """After a refused request: make the gateway itself publish a marker (a valid request
+        on the raw route, answered after anything the refused one could have published, on
+        the same MQTT connection) and assert that the marker comes first. The only thing
+        allowed before it is Device A's own announcement (the profile's connect message,
+        sent before a device's first data). Then the broker-side probe marker as well."""
+        assert "raw/#" in sub.topics, "the subscriber must watch raw/# for the marker"
+        tag = uuid.uuid4().hex
+        body = json.dumps({"marker": tag}, separators=(",", ":"))
+        code, out = coap_request("-m", "post", "-e", body, self.url("/raw/A1_TEST_TOKEN/marker"))
+        assert code == "2.04", f"marker request answered {code}: {out[-1500:]}"
+        seen = []
+        while True:
+            topic, payload = sub.next()
+            if (topic, payload) == ("raw/Device A/marker", body.encode()):
+                break
+            seen.append((topic, payload))
+        announce = ("v1/gateway/connect", b'{"device":"Device A","type":"Sensor A"}')
+        assert seen in ([], [announce]), f"published before the marker: {seen}"
+        assert sub.marker() == [], "published after the marker"
 
     def url(self, path, host="127.0.0.1"):
         return f"coap://{host}:{self.port}{path}"
@@ -573,30 +640,30 @@ class Env:
 
 
 def main(namespace):
-    """Run every test_* function of the calling script; print one line per test."""
+    """Run every test_* function of the calling script (or those named on the command line);
+    print one line per test and a summary. Exit 1 if any failed, else 77 (meson's skip) if
+    any was skipped for a missing tool, else 0."""
     tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
     only = sys.argv[1:]
-    passed = failed = 0
-    try:
-        for name, fn in tests:
-            if only and name not in only:
-                continue
-            t0 = time.monotonic()
-            try:
-                fn()
-                passed += 1
-                print(f"ok   {name} ({time.monotonic() - t0:.1f}s)", flush=True)
-            except Skip:
-                raise
-            except Exception:
-                failed += 1
-                print(f"FAIL {name}", flush=True)
-                traceback.print_exc()
-    except Skip as s:
-        print(f"SKIP: {s}")
-        sys.exit(SKIP)
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    passed = failed = skipped = 0
+    for name, fn in tests:
+        if only and name not in only:
+            continue
+        t0 = time.monotonic()
+        try:
+            fn()
+            passed += 1
+            print(f"ok   {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+        except Skip as s:
+            skipped += 1
+            print(f"SKIP {name}: {s}", flush=True)
+        except Exception:
+            failed += 1
+            print(f"FAIL {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+            traceback.print_exc()
+            sys.stdout.flush()
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    sys.exit(1 if failed else SKIP if skipped else 0)
 
 
 def with_env(name, **kw):
