@@ -44,15 +44,16 @@ enum conf_mark_id {
 struct conf_loader {
     struct conf *conf;
     struct conf_diag *diag;
-    struct conf_file *file;               /* the file being walked */
-    char *stack[CONF_INCLUDE_DEPTH];      /* include chain (real paths), for cycles */
+    struct conf_file *file;                     /* the file being walked */
+    char *stack[CONF_INCLUDE_DEPTH];            /* include chain (real paths), for cycles */
     const char *stack_path[CONF_INCLUDE_DEPTH]; /* the same files, as written */
     size_t depth;
     struct conf_mark seen[CONF_SEC__COUNT]; /* where each singular section was set */
     struct conf_mark marks[CONF_M__COUNT];  /* where some keys were set */
-    int errors;                           /* errors reported by this load */
-    bool stopped;                         /* too many errors */
-    bool oom;                             /* an allocation failed: conf_load() -ENOMEM */
+    const char *what; /* the mapping conf_apply() is reading ("section 'coap'"), for validators */
+    int errors;       /* errors reported by this load */
+    bool stopped;     /* too many errors */
+    bool oom;         /* an allocation failed: conf_load() -ENOMEM */
 };
 
 /* Report an error at node (file:line:col: error: ...). Returns -EINVAL. */
@@ -95,17 +96,19 @@ struct conf_key {
     enum conf_key_type type;
     size_t offset;
     long long min, max;
-    long long def;       /* default of numbers, bools and enums */
-    const char *def_str; /* default of strings, NULL for none */
+    long long def;            /* default of numbers, bools and enums */
+    const char *def_str;      /* default of strings, NULL for none */
     const char *const *names; /* CONF_K_ENUM, NULL-terminated */
     const int *values;
     int (*parse)(struct conf_loader *ld, yaml_node_t *node, void *obj);
     /* Validator, called with the value stored at obj + offset. */
-    int (*check)(struct conf_loader *ld, yaml_node_t *node, const struct conf_key *key,
-                 void *obj);
-    unsigned flags;          /* CONF_F_* */
-    enum conf_mark_id mark;  /* remember where the key was set */
+    int (*check)(struct conf_loader *ld, yaml_node_t *node, const struct conf_key *key, void *obj);
+    unsigned flags;         /* CONF_F_* */
+    enum conf_mark_id mark; /* remember where the key was set */
 };
+
+/* One row of a key table: name, type (STR, INT, ...) and offset; extras are designated. */
+#define CONF_KEY(n, t, off) .name = (n), .type = CONF_K_##t, .offset = (off)
 
 /* A named key table: the singular sections, then devices, routes and their sub-mappings. */
 struct conf_table {
@@ -142,6 +145,9 @@ typedef int (*conf_dup_fn)(struct conf_loader *ld, size_t later, size_t first, v
 int conf_find_dups(struct conf_loader *ld, const void *arr, size_t n, size_t elem, size_t offset,
                    conf_dup_fn report, void *ctx);
 
+/* Validator: the string key must not be "". */
+int conf_check_nonempty(struct conf_loader *ld, yaml_node_t *v, const struct conf_key *c,
+                        void *obj);
 /* Checks of template keys: only the listed variables; topics without '+' or '#'. */
 int conf_check_template(struct conf_loader *ld, yaml_node_t *node, const char *key,
                         const char *text, const char *const *vars, bool topic);
@@ -151,6 +157,11 @@ int conf_read_file(struct conf_loader *ld, const char *path, const yaml_node_t *
 /* Called by conf_read_file() for each top-level key of a file. */
 int conf_section(struct conf_loader *ld, const char *key, yaml_node_t *key_node,
                  yaml_node_t *value);
+
+/* coap.listen (conf_coap.c): the key's parser, the default list, checks with credentials. */
+int conf_parse_listen(struct conf_loader *ld, yaml_node_t *v, void *obj);
+int conf_default_listeners(struct conf_loader *ld);
+int conf_check_listeners(struct conf_loader *ld);
 
 /* Read one entry of 'devices' (conf_device.c); checks across devices; freeing. */
 int conf_device_read(struct conf_loader *ld, yaml_node_t *v, struct conf_device *d, size_t idx);

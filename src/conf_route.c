@@ -11,8 +11,8 @@
 #include "coap2mqtt/tmpl.h"
 #include "conf_internal.h"
 
-static const char *const method_names[] = {"GET", "POST", "PUT", "DELETE", "FETCH", "PATCH",
-                                           "iPATCH", NULL};
+static const char *const method_names[] = {"GET",   "POST",  "PUT",    "DELETE",
+                                           "FETCH", "PATCH", "iPATCH", NULL};
 
 static int parse_methods(struct conf_loader *ld, yaml_node_t *v, void *obj)
 {
@@ -43,6 +43,8 @@ static int parse_methods(struct conf_loader *ld, yaml_node_t *v, void *obj)
                           s);
         free(s);
     }
+    if (rc == 0 && !r->methods)
+        rc = conf_err(ld, v, "'methods' is empty; expected a list such as [POST, PUT]");
     return rc;
 }
 
@@ -67,8 +69,8 @@ static int parse_formats(struct conf_loader *ld, yaml_node_t *v, void *obj)
         }
         fmt = codec_format_from_name(s);
         if (fmt < 0)
-            rc = conf_err(ld, f, "unknown format '%s'; expected json, cbor, text, csv or octets",
-                          s);
+            rc =
+                conf_err(ld, f, "unknown format '%s'; expected json, cbor, text, csv or octets", s);
         else if (r->formats & (1u << fmt))
             rc = conf_err(ld, f, "format '%s' is listed twice", s);
         else {
@@ -79,26 +81,56 @@ static int parse_formats(struct conf_loader *ld, yaml_node_t *v, void *obj)
         }
         free(s);
     }
+    if (rc == 0 && !r->formats)
+        rc = conf_err(ld, v, "'formats' is empty; expected a list such as [json, cbor]");
     return rc;
+}
+
+/* "{name}" captures the parameter; anything else is a literal the request must carry. */
+static int check_query_value(struct conf_loader *ld, yaml_node_t *v, const struct conf_route *r,
+                             const char *name, const char *value)
+{
+    static const char name_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                     "0123456789_";
+    size_t n = strlen(value);
+
+    if (n > 0 && value[0] == '{' && value[n - 1] == '}') {
+        if (n > 2 && strspn(value + 1, name_chars) == n - 2)
+            return 0;
+    } else if (!strpbrk(value, "{}")) {
+        return 0; /* a literal */
+    }
+    return conf_err(ld, v,
+                    "query '%s' of route '%s' has a bad capture '%s'; expected a literal value "
+                    "or {name} with name in [A-Za-z0-9_]",
+                    name, r->name, value);
 }
 
 static int parse_query(struct conf_loader *ld, yaml_node_t *v, void *obj)
 {
     struct conf_route *r = obj;
-    size_t n;
+    char what[128];
     int rc = 0;
 
     if (v->type != YAML_MAPPING_NODE)
         return conf_err(ld, v, "'query' must be a mapping of parameter names to values");
-    n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
-    r->query = calloc(n ? n : 1, sizeof(*r->query));
-    if (!r->query)
+    r->query = calloc(conf_map_len(v) + 1, sizeof(*r->query));
+    if (!r->query) {
+        ld->oom = true;
         return -ENOMEM;
+    }
+    snprintf(what, sizeof(what), "'query' of route '%s'", r->name);
     for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-        char *name = conf_scalar(ld, conf_node(ld, p->key), "query");
-        char *value = name ? conf_scalar(ld, conf_node(ld, p->value), name) : NULL;
+        yaml_node_t *vn = conf_node(ld, p->value);
+        char *name, *value;
 
-        if (!name || !value) {
+        if (conf_key_dup(ld, v, p, what)) {
+            rc = -EINVAL;
+            continue;
+        }
+        name = conf_scalar(ld, conf_node(ld, p->key), "query");
+        value = name ? conf_scalar(ld, vn, name) : NULL;
+        if (!name || !value || check_query_value(ld, vn, r, name, value) < 0) {
             free(name);
             free(value);
             rc = -EINVAL;
@@ -114,22 +146,39 @@ static int parse_query(struct conf_loader *ld, yaml_node_t *v, void *obj)
 static int parse_csv_keys(struct conf_loader *ld, yaml_node_t *v, void *obj)
 {
     struct conf_route *r = obj;
-    size_t n;
+    int rc = 0;
 
     if (v->type != YAML_SEQUENCE_NODE)
         return conf_err(ld, v, "'keys' must be a list of names");
-    n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-    r->csv_keys = calloc(n ? n : 1, sizeof(*r->csv_keys));
-    if (!r->csv_keys)
+    if (conf_seq_len(v) == 0)
+        return conf_err(ld, v, "'keys' of route '%s' is empty; expected the CSV column names",
+                        r->name);
+    r->csv_keys = calloc(conf_seq_len(v) + 1, sizeof(*r->csv_keys));
+    if (!r->csv_keys) {
+        ld->oom = true;
         return -ENOMEM;
+    }
     for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
          it++) {
-        char *k = conf_scalar(ld, conf_node(ld, *it), "keys");
-        if (!k)
-            return -EINVAL;
+        yaml_node_t *kn = conf_node(ld, *it);
+        char *k = conf_scalar(ld, kn, "keys");
+        bool dup = false;
+
+        if (!k) {
+            rc = -EINVAL;
+            continue;
+        }
+        for (size_t i = 0; i < r->n_csv_keys && !dup; i++)
+            dup = !strcmp(r->csv_keys[i], k);
+        if (!*k || dup) {
+            rc = conf_err(ld, kn, "csv key '%s' of route '%s' is %s", k, r->name,
+                          dup ? "listed twice" : "empty");
+            free(k);
+            continue;
+        }
         r->csv_keys[r->n_csv_keys++] = k;
     }
-    return 0;
+    return rc;
 }
 
 static int parse_separator(struct conf_loader *ld, yaml_node_t *v, void *obj)
@@ -151,23 +200,24 @@ static int parse_separator(struct conf_loader *ld, yaml_node_t *v, void *obj)
 static const char *const layout_names[] = {"keys", "name_type", NULL};
 static const int layout_values[] = {CONF_CSV_KEYS, CONF_CSV_NAME_TYPE};
 
-static const struct conf_key csv_keys[] = {
-    {.name = "layout", .type = CONF_K_ENUM, .offset = offsetof(struct conf_route, csv_layout),
-     .names = layout_names,
-     .values = layout_values},
-    {.name = "keys", .type = CONF_K_CUSTOM, .offset = 0, .parse = parse_csv_keys},
-    {.name = "separator", .type = CONF_K_CUSTOM, .offset = 0, .parse = parse_separator},
+#define R_OFF(f) offsetof(struct conf_route, f)
+/* clang-format off */
+const struct conf_key conf_csv_keys[] = {
+    {CONF_KEY("layout", ENUM, R_OFF(csv_layout)), .def = CONF_CSV_NAME_TYPE,
+     .names = layout_names, .values = layout_values},
+    {CONF_KEY("keys", CUSTOM, 0), .parse = parse_csv_keys},
+    {CONF_KEY("separator", CUSTOM, 0), .parse = parse_separator},
     {.name = NULL},
 };
+/* clang-format on */
 
 static int parse_csv(struct conf_loader *ld, yaml_node_t *v, void *obj)
 {
     struct conf_route *r = obj;
     char what[96];
 
-    snprintf(what, sizeof(what), "'csv' of route '%s'", r->name ? r->name : "?");
-    r->csv_layout = CONF_CSV_NAME_TYPE;
-    return conf_apply(ld, v, csv_keys, r, what);
+    snprintf(what, sizeof(what), "'csv' of route '%s'", r->name);
+    return conf_apply(ld, v, conf_csv_keys, r, what);
 }
 
 static const char *const identity_names[] = {"token", "dtls", "path", "payload", "none", NULL};
@@ -177,8 +227,8 @@ static const char *const output_names[] = {"json", "cbor", "raw", NULL};
 static const int output_values[] = {CONF_OUT_JSON, CONF_OUT_CBOR, CONF_OUT_RAW};
 static const char *const ack_names[] = {"received", "broker", NULL};
 static const int ack_values[] = {CONF_ACK_RECEIVED, CONF_ACK_BROKER};
-static const char *const shape_names[] = {"body", "timeseries", "by_device", "envelope", "reply",
-                                          NULL};
+static const char *const shape_names[] = {"body",     "timeseries", "by_device",
+                                          "envelope", "reply",      NULL};
 static const int shape_values[] = {CONF_SHAPE_BODY, CONF_SHAPE_TIMESERIES, CONF_SHAPE_BY_DEVICE,
                                    CONF_SHAPE_ENVELOPE, CONF_SHAPE_REPLY};
 
@@ -187,16 +237,33 @@ static const char *const cache_shared_names[] = {"shared", NULL};
 static const char *const cache_client_names[] = {"client", NULL};
 static const int cache_values[] = {1};
 
+/* '+' may stand for any device (with device_field); '#' would take every topic below. */
+static int check_subscribe(struct conf_loader *ld, yaml_node_t *v, const struct conf_key *c,
+                           void *obj)
+{
+    static const char *const vars[] = {"device", "gateway", NULL};
+    const char *sub = ((struct conf_observe *)obj)->subscribe;
+
+    if (!*sub)
+        return conf_err(ld, v, "'subscribe' in %s must not be empty", ld->what);
+    if (strchr(sub, '#'))
+        return conf_err(ld, v, "'subscribe' in %s must not use '#', got '%s'", ld->what, sub);
+    return conf_check_template(ld, v, c->name, sub, vars, false);
+}
+
 #define O_OFF(f) offsetof(struct conf_observe, f)
-static const struct conf_key observe_keys[] = {
-    {.name = "subscribe", .type = CONF_K_STR, .offset = O_OFF(subscribe)},
-    {.name = "device_field", .type = CONF_K_STR, .offset = O_OFF(device_field)},
-    {.name = "data_field", .type = CONF_K_STR, .offset = O_OFF(data_field)},
-    {.name = "require", .type = CONF_K_STR, .offset = O_OFF(require)},
-    {.name = "confirmable", .type = CONF_K_BOOL, .offset = O_OFF(confirmable)},
-    {.name = "cache", .type = CONF_K_ENUM, .offset = O_OFF(cache_shared), .names = cache_shared_names, .values = cache_values},
+/* clang-format off */
+const struct conf_key conf_observe_keys[] = {
+    {CONF_KEY("subscribe", STR, O_OFF(subscribe)), .check = check_subscribe},
+    {CONF_KEY("device_field", STR, O_OFF(device_field)), .flags = CONF_F_EMPTY_NULL},
+    {CONF_KEY("data_field", STR, O_OFF(data_field)), .flags = CONF_F_EMPTY_NULL},
+    {CONF_KEY("require", STR, O_OFF(require)), .flags = CONF_F_EMPTY_NULL},
+    {CONF_KEY("confirmable", BOOL, O_OFF(confirmable)), .def = true},
+    {CONF_KEY("cache", ENUM, O_OFF(cache_shared)), .def = 0, .names = cache_shared_names,
+     .values = cache_values},
     {.name = NULL},
 };
+/* clang-format on */
 
 static int parse_observe(struct conf_loader *ld, yaml_node_t *v, void *obj)
 {
@@ -205,212 +272,305 @@ static int parse_observe(struct conf_loader *ld, yaml_node_t *v, void *obj)
     int rc;
 
     r->observe = calloc(1, sizeof(*r->observe));
-    if (!r->observe)
+    if (!r->observe || conf_defaults(conf_observe_keys, r->observe) < 0) {
+        ld->oom = true;
         return -ENOMEM;
-    r->observe->confirmable = true;
+    }
     snprintf(what, sizeof(what), "'observe' of route '%s'", r->name);
-    rc = conf_apply(ld, v, observe_keys, r->observe, what);
+    rc = conf_apply(ld, v, conf_observe_keys, r->observe, what);
     if (rc == 0 && !r->observe->subscribe)
         rc = conf_err(ld, v, "'observe' of route '%s' has no 'subscribe'", r->name);
-    if (rc == 0 && strchr(r->observe->subscribe, '#'))
-        rc = conf_err(ld, v, "'subscribe' of route '%s' must not use '#'", r->name);
     return rc;
 }
 
-#define R_OFF(f) offsetof(struct conf_route, f)
-static const struct conf_key route_keys[] = {
-    {.name = "name", .type = CONF_K_STR, .offset = R_OFF(name)},
-    {.name = "methods", .type = CONF_K_CUSTOM, .offset = 0, .parse = parse_methods},
-    {.name = "path", .type = CONF_K_STR, .offset = R_OFF(path)},
-    {.name = "query", .type = CONF_K_CUSTOM, .offset = 0, .parse = parse_query},
-    {"identity", CONF_K_ENUM, R_OFF(identity), .names = identity_names,
+/* The defaults of identity (-1) and ack are resolved by check_route() from other keys. */
+/* clang-format off */
+const struct conf_key conf_route_keys[] = {
+    {CONF_KEY("name", STR, R_OFF(name)), .check = conf_check_nonempty},
+    {CONF_KEY("methods", CUSTOM, 0), .parse = parse_methods},
+    {CONF_KEY("path", STR, R_OFF(path))},
+    {CONF_KEY("query", CUSTOM, 0), .parse = parse_query},
+    {CONF_KEY("identity", ENUM, R_OFF(identity)), .def = -1, .names = identity_names,
      .values = identity_values},
-    {.name = "identity_var", .type = CONF_K_STR, .offset = R_OFF(identity_var)},
-    {.name = "type_field", .type = CONF_K_STR, .offset = R_OFF(type_field)},
-    {.name = "body_field", .type = CONF_K_STR, .offset = R_OFF(body_field)},
-    {.name = "allow_unknown", .type = CONF_K_BOOL, .offset = R_OFF(allow_unknown)},
-    {.name = "formats", .type = CONF_K_CUSTOM, .offset = 0, .parse = parse_formats},
-    {.name = "csv", .type = CONF_K_CUSTOM, .offset = 0, .parse = parse_csv},
-    {.name = "output", .type = CONF_K_ENUM, .offset = R_OFF(output), .names = output_names, .values = output_values},
-    {.name = "shape", .type = CONF_K_ENUM, .offset = R_OFF(shape), .names = shape_names, .values = shape_values},
-    {.name = "topic", .type = CONF_K_STR, .offset = R_OFF(topic)},
-    {.name = "qos", .type = CONF_K_INT, .offset = R_OFF(qos), .min = 0, .max = 2},
-    {.name = "retain", .type = CONF_K_BOOL, .offset = R_OFF(retain)},
-    {.name = "ack", .type = CONF_K_ENUM, .offset = R_OFF(ack), .names = ack_names, .values = ack_values},
-    {.name = "observe", .type = CONF_K_CUSTOM, .offset = 0, .parse = parse_observe},
-    {.name = "cache", .type = CONF_K_ENUM, .offset = R_OFF(cache_client), .names = cache_client_names, .values = cache_values},
+    {CONF_KEY("identity_var", STR, R_OFF(identity_var)), .check = conf_check_nonempty},
+    {CONF_KEY("type_field", STR, R_OFF(type_field)), .flags = CONF_F_EMPTY_NULL},
+    {CONF_KEY("body_field", STR, R_OFF(body_field)), .flags = CONF_F_EMPTY_NULL},
+    {CONF_KEY("allow_unknown", BOOL, R_OFF(allow_unknown)), .def = false},
+    {CONF_KEY("formats", CUSTOM, 0), .parse = parse_formats},
+    {CONF_KEY("csv", CUSTOM, 0), .parse = parse_csv},
+    {CONF_KEY("output", ENUM, R_OFF(output)), .def = CONF_OUT_JSON, .names = output_names,
+     .values = output_values},
+    {CONF_KEY("shape", ENUM, R_OFF(shape)), .def = CONF_SHAPE_BODY, .names = shape_names,
+     .values = shape_values},
+    {CONF_KEY("topic", STR, R_OFF(topic))},
+    {CONF_KEY("qos", INT, R_OFF(qos)), .min = 0, .max = 2, .def = 1},
+    {CONF_KEY("retain", BOOL, R_OFF(retain)), .def = false},
+    {CONF_KEY("ack", ENUM, R_OFF(ack)), .def = CONF_ACK_DEFAULT, .names = ack_names,
+     .values = ack_values},
+    {CONF_KEY("observe", CUSTOM, 0), .parse = parse_observe},
+    {CONF_KEY("cache", ENUM, R_OFF(cache_client)), .def = 0, .names = cache_client_names,
+     .values = cache_values},
     {.name = NULL},
 };
+/* clang-format on */
 
-struct topic_check {
+/* What the checks of one route share. */
+struct route_check {
     struct conf_loader *ld;
+    yaml_node_t *map;
     struct conf_route *r;
-    struct tmpl_path *path;
-    yaml_node_t *node;
+    struct tmpl_path *path; /* NULL when the path is missing or bad (already reported) */
+    yaml_node_t *node;      /* the topic */
     int rc;
 };
 
+/* The node of key in the route, or the route itself when the key is absent. */
+static yaml_node_t *node_of(struct route_check *rc, const char *key)
+{
+    yaml_node_t *n = conf_map_get(rc->ld, rc->map, key);
+
+    return n ? n : rc->map;
+}
+
+static int fail(struct route_check *rc, int err)
+{
+    if (err < 0 && rc->rc != -ENOMEM)
+        rc->rc = err;
+    return err;
+}
+
+static bool is_query_capture(const struct conf_route *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_query; i++) {
+        const char *v = r->query[i].value;
+        size_t vl = strlen(v);
+        if (vl > 2 && v[0] == '{' && vl - 2 == strlen(name) && !strncmp(v + 1, name, vl - 2))
+            return true;
+    }
+    return false;
+}
+
 static int check_topic_var(void *arg, const char *name)
 {
-    struct topic_check *tc = arg;
-    struct conf_route *r = tc->r;
+    struct route_check *rc = arg;
+    struct conf_route *r = rc->r;
 
     if (!strcmp(name, "gateway") || !strcmp(name, "route"))
         return 0;
     if (!strcmp(name, "device") || !strcmp(name, "type")) {
         if (r->identity == CONF_ID_NONE)
-            tc->rc = conf_err(tc->ld, tc->node,
+            fail(rc, conf_err(rc->ld, rc->node,
                               "topic of route '%s' uses {%s} but the route has identity none",
-                              r->name, name);
+                              r->name, name));
         return 0;
     }
-    if (tc->path && tmpl_path_has_var(tc->path, name))
+    if ((rc->path && tmpl_path_has_var(rc->path, name)) || is_query_capture(r, name))
         return 0;
-    for (size_t i = 0; i < r->n_query; i++) {
-        const char *v = r->query[i].value;
-        size_t vl = strlen(v);
-        if (vl > 2 && v[0] == '{' && v[vl - 1] == '}' && vl - 2 == strlen(name) &&
-            !strncmp(v + 1, name, vl - 2))
-            return 0;
-    }
-    tc->rc = conf_err(tc->ld, tc->node,
-                      "topic of route '%s' uses unknown variable {%s}; expected gateway, device, "
-                      "type, route or a variable of its path or query",
-                      r->name, name);
+    /* Without a valid path its variables are unknown: that error is already reported. */
+    if (rc->path || !r->path)
+        fail(rc, conf_err(rc->ld, rc->node,
+                          "topic of route '%s' uses unknown variable {%s}; expected gateway, "
+                          "device, type, route or a variable of its path or query",
+                          r->name, name));
     return 0;
 }
 
-/* The node of key in map, or map itself to point at the route when the key is absent. */
-static yaml_node_t *node_or(struct conf_loader *ld, yaml_node_t *map, const char *key)
-{
-    yaml_node_t *n = conf_map_get(ld, map, key);
-
-    return n ? n : map;
-}
-
-static int default_str(char **field, const char *value)
+static int default_str(struct route_check *rc, char **field, const char *value)
 {
     if (*field)
         return 0;
     *field = strdup(value);
-    return *field ? 0 : -ENOMEM;
+    if (!*field) {
+        rc->ld->oom = true;
+        return fail(rc, -ENOMEM);
+    }
+    return 0;
 }
 
-/* The checks that need several keys of one route at once. */
-static int check_route(struct conf_loader *ld, yaml_node_t *v, struct conf_route *r, bool csv_given)
+static void check_path_identity(struct route_check *rc)
 {
-    yaml_node_t *path_node = conf_map_get(ld, v, "path");
-    yaml_node_t *topic_node = conf_map_get(ld, v, "topic");
-    struct topic_check tc = {ld, r, NULL, topic_node, 0};
-    struct tmpl_str *topic = NULL;
+    struct conf_loader *ld = rc->ld;
+    struct conf_route *r = rc->r;
     char why[160];
-    int rc = 0;
+    size_t vars = 0;
 
     if (!r->path)
-        rc = conf_err(ld, v, "route '%s' has no 'path'", r->name);
-    else if (tmpl_path_parse(r->path, &tc.path, why, sizeof(why)) < 0)
-        rc = conf_err(ld, path_node, "bad 'path' '%s' in route '%s': %s", r->path, r->name, why);
+        fail(rc, conf_err(ld, rc->map, "route '%s' has no 'path'", r->name));
+    else if (tmpl_path_parse(r->path, &rc->path, why, sizeof(why)) < 0)
+        fail(rc, conf_err(ld, node_of(rc, "path"), "bad 'path' '%s' in route '%s': %s", r->path,
+                          r->name, why));
+    /* Captures were checked to be "{name}"; they must not shadow a path variable. */
+    for (size_t i = 0; rc->path && i < r->n_query; i++) {
+        const char *v = r->query[i].value;
+        size_t len = strlen(v);
+        char name[128];
+
+        if (len < 3 || v[0] != '{' || len - 2 >= sizeof(name))
+            continue;
+        vars++;
+        memcpy(name, v + 1, len - 2);
+        name[len - 2] = '\0';
+        if (tmpl_path_has_var(rc->path, name))
+            fail(rc, conf_err(ld, node_of(rc, "query"),
+                              "query capture {%s} of route '%s' is also a path variable", name,
+                              r->name));
+    }
+    if (rc->path &&
+        tmpl_path_segments(rc->path) - tmpl_path_literals(rc->path) + vars > TMPL_VARS_MAX)
+        fail(rc, conf_err(ld, node_of(rc, "query"),
+                          "route '%s' captures more than %d path and query variables", r->name,
+                          TMPL_VARS_MAX));
     if ((int)r->identity < 0)
-        r->identity = tc.path && tmpl_path_has_var(tc.path, "token") ? CONF_ID_TOKEN : CONF_ID_NONE;
-    if (r->identity == CONF_ID_TOKEN && default_str(&r->identity_var, "token") < 0)
-        rc = -ENOMEM;
-    if (r->identity == CONF_ID_PATH && default_str(&r->identity_var, "device") < 0)
-        rc = -ENOMEM;
-    if (r->identity == CONF_ID_PAYLOAD && default_str(&r->identity_var, "deviceName") < 0)
-        rc = -ENOMEM;
-    if ((r->identity == CONF_ID_TOKEN || r->identity == CONF_ID_PATH) && tc.path &&
-        !tmpl_path_has_var(tc.path, r->identity_var))
-        rc = conf_err(ld, node_or(ld, v, "identity_var"),
-                      "route '%s': identity variable '%s' is not in its path '%s'", r->name,
-                      r->identity_var, r->path);
+        r->identity =
+            rc->path && tmpl_path_has_var(rc->path, "token") ? CONF_ID_TOKEN : CONF_ID_NONE;
+    if (r->identity_var && (r->identity == CONF_ID_DTLS || r->identity == CONF_ID_NONE))
+        fail(rc, conf_err(ld, node_of(rc, "identity_var"),
+                          "route '%s': 'identity_var' is used only with identity token, path "
+                          "or payload",
+                          r->name));
+    if (r->identity == CONF_ID_TOKEN)
+        default_str(rc, &r->identity_var, "token");
+    if (r->identity == CONF_ID_PATH)
+        default_str(rc, &r->identity_var, "device");
+    if (r->identity == CONF_ID_PAYLOAD)
+        default_str(rc, &r->identity_var, "deviceName");
+    if ((r->identity == CONF_ID_TOKEN || r->identity == CONF_ID_PATH) && rc->path &&
+        r->identity_var && !tmpl_path_has_var(rc->path, r->identity_var))
+        fail(rc, conf_err(ld, node_of(rc, "identity_var"),
+                          "route '%s': identity variable '%s' is not in its path '%s'", r->name,
+                          r->identity_var, r->path));
     if ((r->type_field || r->body_field) && r->identity != CONF_ID_PAYLOAD)
-        rc = conf_err(ld, v, "route '%s': 'type_field' and 'body_field' need identity payload",
-                      r->name);
+        fail(rc,
+             conf_err(ld, node_of(rc, r->type_field ? "type_field" : "body_field"),
+                      "route '%s': 'type_field' and 'body_field' need identity payload", r->name));
+}
+
+static void check_body(struct route_check *rc)
+{
+    struct conf_loader *ld = rc->ld;
+    struct conf_route *r = rc->r;
+
     if (!r->formats) {
         r->formats = 1u << CONF_FMT_JSON;
         r->default_format = CONF_FMT_JSON;
     }
-    if (csv_given && !(r->formats & (1u << CONF_FMT_CSV)))
-        rc = conf_err(ld, conf_map_get(ld, v, "csv"), "route '%s' has 'csv' but csv is not in its formats",
-                      r->name);
-    if ((r->formats & (1u << CONF_FMT_CSV)) && r->csv_layout == CONF_CSV_KEYS && !r->n_csv_keys)
-        rc = conf_err(ld, node_or(ld, v, "csv"),
-                      "route '%s': csv layout keys needs a 'keys' list", r->name);
+    if (conf_map_get(ld, rc->map, "csv") && !(r->formats & (1u << CONF_FMT_CSV)))
+        fail(rc, conf_err(ld, node_of(rc, "csv"),
+                          "route '%s' has 'csv' but csv is not in its formats", r->name));
+    if ((r->formats & (1u << CONF_FMT_CSV)) && r->csv_layout == CONF_CSV_KEYS && !r->n_csv_keys &&
+        !conf_map_get(ld, conf_map_get(ld, rc->map, "csv"), "keys"))
+        fail(rc, conf_err(ld, node_of(rc, "csv"), "route '%s': csv layout keys needs a 'keys' list",
+                          r->name));
     if (r->output == CONF_OUT_RAW && r->shape != CONF_SHAPE_BODY)
-        rc = conf_err(ld, conf_map_get(ld, v, "output"),
-                      "route '%s': output raw publishes the body as received, so shape must be "
-                      "body",
-                      r->name);
-    if (r->shape == CONF_SHAPE_REPLY && tc.path && !tmpl_path_has_var(tc.path, "id"))
-        rc = conf_err(ld, conf_map_get(ld, v, "shape"),
-                      "route '%s': shape reply takes the id from a path variable {id}", r->name);
+        fail(rc, conf_err(ld, node_of(rc, "output"),
+                          "route '%s': output raw publishes the body as received, so shape must "
+                          "be body",
+                          r->name));
+    if (r->shape == CONF_SHAPE_REPLY && rc->path && !tmpl_path_has_var(rc->path, "id"))
+        fail(rc,
+             conf_err(ld, node_of(rc, "shape"),
+                      "route '%s': shape reply takes the id from a path variable {id}", r->name));
     if ((r->shape == CONF_SHAPE_TIMESERIES || r->shape == CONF_SHAPE_BY_DEVICE ||
          r->shape == CONF_SHAPE_REPLY) &&
         r->identity == CONF_ID_NONE)
-        rc = conf_err(ld, conf_map_get(ld, v, "shape"),
-                      "route '%s': shape %s names the device, so identity cannot be none",
-                      r->name, shape_names[r->shape]);
+        fail(rc, conf_err(ld, node_of(rc, "shape"),
+                          "route '%s': shape %s names the device, so identity cannot be none",
+                          r->name, shape_names[r->shape]));
     if (r->ack == CONF_ACK_DEFAULT)
         r->ack = r->qos > 0 ? CONF_ACK_BROKER : CONF_ACK_RECEIVED;
+}
+
+static void check_topic(struct route_check *rc)
+{
+    struct conf_loader *ld = rc->ld;
+    struct conf_route *r = rc->r;
+    struct tmpl_str *topic = NULL;
+    char why[160];
+
     if (r->observe) {
-        if (r->identity != CONF_ID_TOKEN || tmpl_path_segments(tc.path) - tmpl_path_literals(tc.path) != 1)
-            rc = conf_err(ld, v, "observe route '%s' needs identity token and a path whose only "
-                          "variable is the token", r->name);
+        /* A downlink route: one resource per device token, answered with GET. */
+        if (r->identity != CONF_ID_TOKEN ||
+            (rc->path && tmpl_path_segments(rc->path) - tmpl_path_literals(rc->path) != 1))
+            fail(rc, conf_err(ld, node_of(rc, "observe"),
+                              "observe route '%s' needs identity token and a path whose only "
+                              "variable is the token",
+                              r->name));
         if (!(r->methods & CONF_METHOD_GET))
-            rc = conf_err(ld, v, "observe route '%s' must allow GET", r->name);
-        if (!r->topic && default_str(&r->topic, "unused") < 0)
-            rc = -ENOMEM;
+            fail(rc, conf_err(ld, node_of(rc, "methods"), "observe route '%s' must allow GET",
+                              r->name));
+        if (!r->topic)
+            default_str(rc, &r->topic, "unused"); /* nothing is published */
     }
+    rc->node = node_of(rc, "topic");
     if (!r->topic) {
-        rc = conf_err(ld, v, "route '%s' has no 'topic'", r->name);
-    } else if (tmpl_str_parse(r->topic, &topic, why, sizeof(why)) == 0) {
-        if (!*r->topic)
-            rc = conf_err(ld, topic_node, "route '%s' has an empty 'topic'", r->name);
-        if (strpbrk(r->topic, "+#"))
-            rc = conf_err(ld, topic_node, "topic '%s' of route '%s' must not contain '+' or '#'",
-                          r->topic, r->name);
-        tmpl_str_each_var(topic, check_topic_var, &tc);
-        if (tc.rc)
-            rc = tc.rc;
-    } else {
-        rc = -ENOMEM;
+        fail(rc, conf_err(ld, rc->map, "route '%s' has no 'topic'", r->name));
+        return;
     }
+    if (tmpl_str_parse(r->topic, &topic, why, sizeof(why)) < 0) {
+        ld->oom = true;
+        fail(rc, -ENOMEM);
+        return;
+    }
+    if (!*r->topic)
+        fail(rc, conf_err(ld, rc->node, "route '%s' has an empty 'topic'", r->name));
+    if (strpbrk(r->topic, "+#"))
+        fail(rc, conf_err(ld, rc->node, "topic '%s' of route '%s' must not contain '+' or '#'",
+                          r->topic, r->name));
+    tmpl_str_each_var(topic, check_topic_var, rc);
     tmpl_str_free(topic);
-    tmpl_path_free(tc.path);
-    return rc;
 }
 
 int conf_route_read(struct conf_loader *ld, yaml_node_t *v, struct conf_route *r, size_t idx)
 {
+    struct route_check rc = {.ld = ld, .map = v, .r = r};
+    yaml_node_t *name;
     char what[96];
-    int rc;
+    int err;
 
     r->mark = conf_mark_of(ld, v);
-    r->methods = CONF_METHOD_POST | CONF_METHOD_PUT;
-    r->identity = (enum conf_identity)-1;
-    r->qos = 1;
-    r->csv_separator = ',';
-    r->csv_layout = CONF_CSV_NAME_TYPE;
     if (v->type != YAML_MAPPING_NODE)
         return conf_err(ld, v, "route #%zu must be a mapping of keys", idx + 1);
     /* The name first, so every later message can say which route it is about. */
-    {
-        yaml_node_t *n = conf_map_get(ld, v, "name");
-        r->name = n ? conf_scalar(ld, n, "name") : NULL;
-        if (!r->name || !*r->name) {
-            free(r->name);
-            r->name = NULL;
-            return conf_err(ld, v, "route #%zu has no 'name'", idx + 1);
-        }
+    name = conf_map_get(ld, v, "name");
+    if (!name)
+        return conf_err(ld, v, "route #%zu has no 'name'", idx + 1);
+    r->name = conf_scalar(ld, name, "name");
+    if (!r->name)
+        return -EINVAL;
+    if (!*r->name)
+        return conf_err(ld, name, "route #%zu has an empty 'name'", idx + 1);
+    if (conf_defaults(conf_route_keys, r) < 0 || conf_defaults(conf_csv_keys, r) < 0) {
+        ld->oom = true;
+        return -ENOMEM;
     }
+    r->methods = CONF_METHOD_POST | CONF_METHOD_PUT;
+    r->csv_separator = ',';
     snprintf(what, sizeof(what), "route '%s'", r->name);
-    rc = conf_apply(ld, v, route_keys, r, what);
-    if (rc == -ENOMEM)
-        return rc;
-    {
-        int r2 = check_route(ld, v, r, conf_map_get(ld, v, "csv") != NULL);
-        return r2 ? r2 : rc;
-    }
+    err = conf_apply(ld, v, conf_route_keys, r, what);
+    if (err == -ENOMEM)
+        return err;
+    check_path_identity(&rc);
+    check_body(&rc);
+    check_topic(&rc);
+    tmpl_path_free(rc.path);
+    return rc.rc ? rc.rc : err;
+}
+
+static int report_route(struct conf_loader *ld, size_t later, size_t first, void *ctx)
+{
+    const struct conf_route *a = &ld->conf->routes[later], *b = &ld->conf->routes[first];
+
+    (void)ctx;
+    return conf_err_at(ld, &a->mark, "duplicate route name '%s' (first defined at %s:%d:%d)",
+                       a->name, b->mark.file, b->mark.line, b->mark.col);
+}
+
+int conf_routes_check(struct conf_loader *ld)
+{
+    const struct conf *c = ld->conf;
+
+    return conf_find_dups(ld, c->routes, c->n_routes, sizeof(*c->routes), R_OFF(name), report_route,
+                          NULL);
 }
 
 void conf_route_free(struct conf_route *r)
