@@ -124,6 +124,9 @@ static const struct conf_key coap_keys[] = {
      .check = check_block_size},
     {CONF_KEY("session_timeout", UINT, C_OFF(session_timeout)), .min = 10, .max = 86400,
      .def = 300},
+    {CONF_KEY("keepalive", UINT, C_OFF(keepalive)), .min = 0, .max = 86400, .def = 0},
+    {CONF_KEY("ack_timeout", UINT, C_OFF(ack_timeout)), .min = 1, .max = 60, .def = 2},
+    {CONF_KEY("max_retransmit", UINT, C_OFF(max_retransmit)), .min = 0, .max = 10, .def = 4},
     {.name = NULL},
 };
 /* clang-format on */
