@@ -36,7 +36,8 @@ static int verr_at(struct conf_loader *ld, const struct conf_mark *m, const char
         fprintf(out, "%s:%d:%d: error: ", m->file, m->line, m->col);
     else
         fprintf(out, "%s: error: ", file ? file : "configuration");
-    vfprintf(out, fmt, ap);
+    if (fmt) /* always set; the check quiets GCC 12's -Wformat-overflow under ASan */
+        vfprintf(out, fmt, ap);
     fputc('\n', out);
     return -EINVAL;
 }
@@ -272,8 +273,9 @@ static int parse_enum(struct conf_loader *ld, yaml_node_t *v, const struct conf_
             free(s);
             return 0;
         }
-        buf_printf(&list, "%s%s", i ? ", " : "", c->names[i]);
     }
+    for (size_t i = 0; c->names[i]; i++)
+        buf_printf(&list, "%s%s", i ? ", " : "", c->names[i]);
     rc = conf_err(ld, v, "'%s' must be one of %s; got '%s'", c->name,
                   list.data ? (char *)list.data : "", s);
     buf_free(&list);
