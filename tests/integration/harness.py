@@ -183,10 +183,13 @@ class Broker:
             lines += ["persistence true", f"persistence_location {pdir}/"]
         else:
             lines.append("persistence false")
+        self.login = []  # mosquitto_sub/_pub arguments of the harness's own clients
         if passwords:
             need("mosquitto_passwd")
             pw = tdir.file("passwd", "")
-            for user, password in passwords.items():
+            harness_pw = uuid.uuid4().hex
+            self.login = ["-u", "c2m-harness", "-P", harness_pw]
+            for user, password in {**passwords, "c2m-harness": harness_pw}.items():
                 subprocess.run(["mosquitto_passwd", "-b", pw, user, password], check=True,
                                capture_output=True)
             os.chmod(pw, 0o644)
@@ -233,9 +236,25 @@ class Broker:
     def url(self):
         return f"mqtt://127.0.0.1:{self.port}"
 
+    def log_text(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, pattern, timeout=15, count=1):
+        """The broker's log (mosquitto logs connections, protocol versions, logins and TLS
+        errors) has count matches of the regular expression pattern; returns them."""
+        found = []
+
+        def seen():
+            found[:] = re.findall(pattern, self.log_text())
+            return len(found) >= count
+
+        wait_until(seen, timeout, f"mosquitto to log /{pattern}/ x{count}")
+        return found
+
     def publish(self, topic, payload, retain=False, qos=1):
-        args = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-t", topic,
-                "-q", str(qos), "-m", payload]
+        args = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), *self.login,
+                "-t", topic, "-q", str(qos), "-m", payload]
         if retain:
             args.append("-r")
         subprocess.run(args, check=True, capture_output=True, timeout=10)
@@ -321,7 +340,8 @@ class Subscriber:
         self.probe = f"c2m-probe/{uuid.uuid4().hex}"
         self.q = queue.Queue()
         self.early = []  # real messages that arrived while confirming the subscription
-        args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", str(qos),
+        args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), *broker.login,
+                "-q", str(qos),
                 "-F", "%r %t %x", "-t", self.probe, *extra_args]
         if client_id:  # a persistent session: queued messages survive a reconnect
             args += ["-c", "-i", client_id]
@@ -568,6 +588,7 @@ class Env:
                                   listen_extra=listen_extra)
         self.gw = None
         self.subs = []
+        self.client_id = re.search(r"client_id: (\S+)", self.config).group(1)
         if mqtt_url:
             self.config = self.config.replace(f"url: {self.broker.url}", f"url: {mqtt_url(self)}")
         for rel in includes:
@@ -637,6 +658,8 @@ class Env:
                 print(f"--- kept {self.tdir.path}; gateway log:")
                 if self.gw:
                     print(self.gw.log_text()[-6000:])
+                print("--- mosquitto log:")
+                print(self.broker.log_text()[-2000:])
 
 
 def main(namespace):
