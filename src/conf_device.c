@@ -106,6 +106,10 @@ static int append_digits(struct buf *b, const char *s, size_t n)
     return buf_append(b, s, n);
 }
 
+/* json_number() ran out of memory (NULL means "not a number"). */
+static char json_oom_mark;
+#define JSON_OOM (&json_oom_mark)
+
 /*
  * A YAML core-schema number as JSON text, or NULL when s is not one: [-+]digits, 0x/0o
  * integers, and floats (".5", "1.", "1e3"), rewritten into JSON's stricter grammar.
@@ -117,6 +121,7 @@ static char *json_number(const char *s)
     const char *p = s, *dot, *exp;
     size_t int_len, frac_len = 0;
     bool neg = false;
+    int rc = 0;
 
     if ((s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) && s[2]) {
         char *end;
@@ -125,8 +130,8 @@ static char *json_number(const char *s)
         v = strtoull(s + 2, &end, s[1] == 'x' ? 16 : 8);
         if (*end || errno || !isxdigit((unsigned char)s[2]))
             return NULL;
-        buf_printf(&b, "%llu", v);
-        return buf_steal(&b);
+        rc = buf_printf(&b, "%llu", v);
+        goto out;
     }
     if (*p == '-' || *p == '+')
         neg = *p++ == '-';
@@ -147,19 +152,18 @@ static char *json_number(const char *s)
         return NULL;
     }
     if (neg)
-        buf_append_byte(&b, '-');
-    if (int_len)
-        append_digits(&b, p, int_len);
-    else
-        buf_append_byte(&b, '0');
+        rc |= buf_append_byte(&b, '-');
+    rc |= int_len ? append_digits(&b, p, int_len) : buf_append_byte(&b, '0');
     if (*dot == '.') {
-        buf_append_byte(&b, '.');
-        if (frac_len)
-            buf_append(&b, dot + 1, frac_len);
-        else
-            buf_append_byte(&b, '0');
+        rc |= buf_append_byte(&b, '.');
+        rc |= frac_len ? buf_append(&b, dot + 1, frac_len) : buf_append_byte(&b, '0');
     }
-    buf_append_str(&b, exp);
+    rc |= buf_append_str(&b, exp);
+out:
+    if (rc < 0) {
+        buf_free(&b);
+        return JSON_OOM;
+    }
     return buf_steal(&b);
 }
 
@@ -172,6 +176,7 @@ static char *attr_json(const yaml_node_t *v, const char *s)
     static const char *const falses[] = {"false", "False", "FALSE"};
     struct buf b = BUF_INIT;
     char *num;
+    int rc;
 
     if (conf_scalar_plain(v)) {
         for (size_t i = 0; i < 5; i++)
@@ -184,12 +189,18 @@ static char *attr_json(const yaml_node_t *v, const char *s)
                 return strdup("false");
         }
         num = json_number(s);
+        if (num == JSON_OOM)
+            return NULL;
         if (num)
             return num;
     }
-    buf_append_byte(&b, '"');
-    buf_append_json_escaped(&b, s, strlen(s));
-    buf_append_byte(&b, '"');
+    rc = buf_append_byte(&b, '"');
+    rc |= buf_append_json_escaped(&b, s, strlen(s));
+    rc |= buf_append_byte(&b, '"');
+    if (rc < 0) {
+        buf_free(&b);
+        return NULL;
+    }
     return buf_steal(&b);
 }
 
