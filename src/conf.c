@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Configuration sections: key tables, defaults, whole-configuration checks, loading, freeing. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -152,7 +153,29 @@ static int parse_protocol(struct conf_loader *ld, yaml_node_t *v, void *obj)
     return rc;
 }
 
-/* mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; HOST may be [IPv6]. */
+/* The end of a broker host: a name or IPv4 address, or an IPv6 address in brackets; NULL
+ * when there is none. (User names go in 'username': '@' is not a host character.) */
+static const char *mqtt_host_end(const char *host)
+{
+    static const char name_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                     "0123456789.-_";
+    unsigned char addr[16];
+    char v6[64];
+    const char *end;
+
+    if (*host != '[') {
+        end = host + strspn(host, name_chars);
+        return end > host ? end : NULL;
+    }
+    end = strchr(host, ']');
+    if (!end || (size_t)(end - host - 1) >= sizeof(v6))
+        return NULL;
+    memcpy(v6, host + 1, (size_t)(end - host - 1));
+    v6[end - host - 1] = '\0';
+    return inet_pton(AF_INET6, v6, addr) == 1 ? end + 1 : NULL;
+}
+
+/* mqtt://HOST[:PORT] or mqtts://HOST[:PORT], with an optional trailing '/'. */
 static int check_mqtt_url(struct conf_loader *ld, yaml_node_t *v, const struct conf_key *c,
                           void *obj)
 {
@@ -168,20 +191,13 @@ static int check_mqtt_url(struct conf_loader *ld, yaml_node_t *v, const struct c
         host = url + 8;
     else
         return conf_err(ld, v, "'url' must start with mqtt:// or mqtts://, got '%s'", url);
-    if (*host == '[')
-        end = strchr(host, ']') ? strchr(host, ']') + 1 : host + strlen(host);
-    else
-        end = host + strcspn(host, ":/");
-    if (end == host || (*host == '[' && end[-1] != ']') || (*host == '[' && end == host + 2))
-        return conf_err(ld, v, "'url' has no valid host: '%s'; expected %.*s://HOST[:PORT]", url,
-                        (int)(host - url - 3), url);
-    if (*end == ':') {
-        errno = 0;
+    end = mqtt_host_end(host);
+    if (end && *end == ':') {
         port = strtol(end + 1, &num_end, 10);
         if (num_end == end + 1 || port < 1 || port > 65535 || (*num_end && strcmp(num_end, "/")))
             return conf_err(ld, v, "'url' has a bad port: '%s'; expected a port 1..65535", url);
-    } else if (*end && strcmp(end, "/")) {
-        return conf_err(ld, v, "'url' has trailing text: '%s'; expected %.*s://HOST[:PORT]", url,
+    } else if (!end || (*end && strcmp(end, "/"))) {
+        return conf_err(ld, v, "bad 'url' '%s'; expected %.*s://HOST[:PORT]", url,
                         (int)(host - url - 3), url);
     }
     return 0;
@@ -344,16 +360,14 @@ int conf_section(struct conf_loader *ld, const char *key, yaml_node_t *key_node,
 static int check_mqtt(struct conf_loader *ld)
 {
     struct conf_mqtt *m = &ld->conf->mqtt;
+    /* Point at reconnect_max when it was written, else at what was: min, or the section. */
+    const struct conf_mark *at = ld->marks[CONF_M_MQTT_RECONNECT_MAX].file
+                                     ? &ld->marks[CONF_M_MQTT_RECONNECT_MAX]
+                                     : conf_key_mark(ld, CONF_M_MQTT_RECONNECT_MIN, CONF_SEC_MQTT);
     int rc = 0;
 
     if (m->reconnect_max < m->reconnect_min)
-        rc = conf_err_at(ld,
-                         conf_key_mark(ld,
-                                       ld->marks[CONF_M_MQTT_RECONNECT_MAX].file
-                                           ? CONF_M_MQTT_RECONNECT_MAX
-                                           : CONF_M_MQTT_RECONNECT_MIN,
-                                       CONF_SEC_MQTT),
-                         "'reconnect_max' (%d) must not be below 'reconnect_min' (%d)",
+        rc = conf_err_at(ld, at, "'reconnect_max' (%d) must not be below 'reconnect_min' (%d)",
                          m->reconnect_max, m->reconnect_min);
     if (!m->client_id && asprintf(&m->client_id, "coap2mqtt-%s", ld->conf->gateway_name) < 0) {
         m->client_id = NULL;

@@ -355,6 +355,35 @@ static void test_values(void **state)
     conf_free(c);
 }
 
+static void test_mqtt_urls(void **state)
+{
+    static const char *const good[] = {"mqtt://h", "mqtts://broker.example.com:8883/",
+                                       "mqtt://127.0.0.1:1883", "mqtts://[::1]"};
+    static const char *const bad[] = {"mqtt://",      "mqtt://:1883",  "mqtt://[::1",
+                                      "mqtt://h:0",   "mqtt://h/x",    "mqtt://user@h",
+                                      "tcp://h:1883", "mqtt://h:1883x"};
+    char text[128];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct conf *c;
+        snprintf(text, sizeof(text), "mqtt: {url: \"%s\"}\n", good[i]);
+        c = load_ok("url.yaml", text);
+        assert_string_equal(c->mqtt.url, good[i]);
+        conf_free(c);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct conf *c = NULL;
+        char *errors = NULL;
+        snprintf(text, sizeof(text), "mqtt: {url: \"%s\"}\n", bad[i]);
+        write_file("url.yaml", text);
+        assert_int_equal(load("url.yaml", &c, &errors), -EINVAL);
+        assert_non_null(strstr(errors, "url.yaml:1:13: error: "));
+        assert_non_null(strstr(errors, bad[i]));
+        free(errors);
+    }
+}
+
 static void test_env_substitution(void **state)
 {
     struct conf *c;
@@ -607,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_included_examples_alone),
         cmocka_unit_test(test_empty_file_defaults),
         cmocka_unit_test(test_values),
+        cmocka_unit_test(test_mqtt_urls),
         cmocka_unit_test(test_env_substitution),
         cmocka_unit_test(test_env_errors),
         cmocka_unit_test(test_includes_merge_in_order),
