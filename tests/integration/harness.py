@@ -6,6 +6,7 @@ processes and awaited by their own signals (an accepted connection, a log line, 
 message), never by fixed sleeps.
 """
 import atexit
+import faulthandler
 import json
 import os
 import queue
@@ -662,6 +663,17 @@ class Env:
                 print(self.broker.log_text()[-2000:])
 
 
+class Terminated(BaseException):
+    """SIGTERM (meson's timeout): unwinds through every finally, so daemons are stopped,
+    network namespaces removed and logs printed."""
+
+
+def _on_sigterm(signum, frame):
+    print("--- SIGTERM: where every thread was:", flush=True)
+    faulthandler.dump_traceback(file=sys.stdout, all_threads=True)
+    raise Terminated()
+
+
 def main(namespace):
     """Run every test_* function of the calling script (or those named on the command line);
     print one line per test and a summary. Exit 1 if any failed, else 77 (meson's skip) if
@@ -669,6 +681,7 @@ def main(namespace):
     tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
     only = sys.argv[1:]
     passed = failed = skipped = 0
+    signal.signal(signal.SIGTERM, _on_sigterm)
     for name, fn in tests:
         if only and name not in only:
             continue
