@@ -162,6 +162,7 @@ int conf_check_listeners(struct conf_loader *ld)
 {
     struct conf_coap *c = &ld->conf->coap;
     const struct conf_listener *coaps = NULL;
+    bool psk_id = false;
     int rc = 0;
 
     for (size_t i = 0; i < c->n_listeners; i++) {
@@ -190,7 +191,10 @@ int conf_check_listeners(struct conf_loader *ld)
     if (c->require_client_cert && (!c->ca_file || !c->cert_file || !c->key_file))
         rc = conf_err_at(ld, conf_key_mark(ld, CONF_M_COAP_REQUIRE, CONF_SEC_COAP),
                          "'require_client_cert' needs 'cert', 'key' and 'ca'");
-    if (coaps && !have_psk(ld->conf) && !(c->cert_file && c->key_file))
+    /* A device with a PSK identity whose key was rejected has had its error already. */
+    for (size_t i = 0; i < ld->conf->n_devices; i++)
+        psk_id |= ld->conf->devices[i].psk_identity != NULL;
+    if (coaps && !psk_id && !(c->cert_file || c->key_file))
         rc = conf_err_at(ld, &coaps->mark,
                          "a coaps:// listener needs credentials: a device with 'psk_identity' "
                          "and 'psk_key', or 'cert' and 'key'");

@@ -321,6 +321,7 @@ struct route_check {
     struct conf_route *r;
     struct tmpl_path *path; /* NULL when the path is missing or bad (already reported) */
     yaml_node_t *node;      /* the topic */
+    bool identity_bad;      /* 'identity' was written but rejected: skip what depends on it */
     int rc;
 };
 
@@ -358,7 +359,7 @@ static int check_topic_var(void *arg, const char *name)
     if (!strcmp(name, "gateway") || !strcmp(name, "route"))
         return 0;
     if (!strcmp(name, "device") || !strcmp(name, "type")) {
-        if (r->identity == CONF_ID_NONE)
+        if (r->identity == CONF_ID_NONE && !rc->identity_bad)
             fail(rc, conf_err(rc->ld, rc->node,
                               "topic of route '%s' uses {%s} but the route has identity none",
                               r->name, name));
@@ -367,7 +368,7 @@ static int check_topic_var(void *arg, const char *name)
     if ((rc->path && tmpl_path_has_var(rc->path, name)) || is_query_capture(r, name))
         return 0;
     /* Without a valid path its variables are unknown: that error is already reported. */
-    if (rc->path || !r->path)
+    if (rc->path)
         fail(rc, conf_err(rc->ld, rc->node,
                           "topic of route '%s' uses unknown variable {%s}; expected gateway, "
                           "device, type, route or a variable of its path or query",
@@ -394,9 +395,9 @@ static void check_path_identity(struct route_check *rc)
     char why[160];
     size_t vars = 0;
 
-    if (!r->path)
+    if (!r->path && !conf_map_get(ld, rc->map, "path"))
         fail(rc, conf_err(ld, rc->map, "route '%s' has no 'path'", r->name));
-    else if (tmpl_path_parse(r->path, &rc->path, why, sizeof(why)) < 0)
+    else if (r->path && tmpl_path_parse(r->path, &rc->path, why, sizeof(why)) < 0)
         fail(rc, conf_err(ld, node_of(rc, "path"), "bad 'path' '%s' in route '%s': %s", r->path,
                           r->name, why));
     /* Captures were checked to be "{name}"; they must not shadow a path variable. */
@@ -420,9 +421,13 @@ static void check_path_identity(struct route_check *rc)
         fail(rc, conf_err(ld, node_of(rc, "query"),
                           "route '%s' captures more than %d path and query variables", r->name,
                           TMPL_VARS_MAX));
-    if ((int)r->identity < 0)
+    if ((int)r->identity < 0) {
+        rc->identity_bad = conf_map_get(ld, rc->map, "identity") != NULL;
         r->identity =
             rc->path && tmpl_path_has_var(rc->path, "token") ? CONF_ID_TOKEN : CONF_ID_NONE;
+    }
+    if (rc->identity_bad)
+        return;
     if (r->identity_var && (r->identity == CONF_ID_DTLS || r->identity == CONF_ID_NONE))
         fail(rc, conf_err(ld, node_of(rc, "identity_var"),
                           "route '%s': 'identity_var' is used only with identity token, path "
@@ -450,11 +455,14 @@ static void check_body(struct route_check *rc)
     struct conf_loader *ld = rc->ld;
     struct conf_route *r = rc->r;
 
+    /* Formats written but none accepted: the csv checks would only repeat that error. */
+    bool formats_bad = !r->formats && conf_map_get(ld, rc->map, "formats");
+
     if (!r->formats) {
         r->formats = 1u << CONF_FMT_JSON;
         r->default_format = CONF_FMT_JSON;
     }
-    if (conf_map_get(ld, rc->map, "csv") && !(r->formats & (1u << CONF_FMT_CSV)))
+    if (conf_map_get(ld, rc->map, "csv") && !(r->formats & (1u << CONF_FMT_CSV)) && !formats_bad)
         fail(rc, conf_err(ld, node_of(rc, "csv"),
                           "route '%s' has 'csv' but csv is not in its formats", r->name));
     if ((r->formats & (1u << CONF_FMT_CSV)) && r->csv_layout == CONF_CSV_KEYS && !r->n_csv_keys &&
@@ -472,7 +480,7 @@ static void check_body(struct route_check *rc)
                       "route '%s': shape reply takes the id from a path variable {id}", r->name));
     if ((r->shape == CONF_SHAPE_TIMESERIES || r->shape == CONF_SHAPE_BY_DEVICE ||
          r->shape == CONF_SHAPE_REPLY) &&
-        r->identity == CONF_ID_NONE)
+        r->identity == CONF_ID_NONE && !rc->identity_bad)
         fail(rc, conf_err(ld, node_of(rc, "shape"),
                           "route '%s': shape %s names the device, so identity cannot be none",
                           r->name, shape_names[r->shape]));
@@ -489,7 +497,7 @@ static void check_topic(struct route_check *rc)
 
     if (r->observe) {
         /* A downlink route: one resource per device token, answered with GET. */
-        if (r->identity != CONF_ID_TOKEN ||
+        if ((r->identity != CONF_ID_TOKEN && !rc->identity_bad) ||
             (rc->path && tmpl_path_segments(rc->path) - tmpl_path_literals(rc->path) != 1))
             fail(rc, conf_err(ld, node_of(rc, "observe"),
                               "observe route '%s' needs identity token and a path whose only "
@@ -503,7 +511,8 @@ static void check_topic(struct route_check *rc)
     }
     rc->node = node_of(rc, "topic");
     if (!r->topic) {
-        fail(rc, conf_err(ld, rc->map, "route '%s' has no 'topic'", r->name));
+        if (!conf_map_get(ld, rc->map, "topic")) /* else its bad value is reported */
+            fail(rc, conf_err(ld, rc->map, "route '%s' has no 'topic'", r->name));
         return;
     }
     if (tmpl_str_parse(r->topic, &topic, why, sizeof(why)) < 0) {
