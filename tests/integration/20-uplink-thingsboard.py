@@ -206,4 +206,37 @@ def test_seed_integration_csv(env):
     assert sub.marker() == []
 
 
+@with_env("tb-integration-csv-values")
+def test_integration_csv_values_become_valid_json(env):
+    # numbers as numbers (their text kept), anything else a string; never invalid JSON
+    sub = env.sub("v1/gateway/#")
+    code, out = coap_request("-m", "put", "-t", "text/plain", "-e",
+                             "SN-002,thermo,n,-3,x,1e3,s,on,a,1.,b,-.5,c,NaN,d,+1",
+                             env.url("/i/integration"))
+    assert code == "2.04", out[-1500:]
+    assert sub.next() == ("v1/gateway/connect", b'{"device":"SN-002","type":"thermo"}')
+    topic, payload = sub.next()
+    assert topic == "v1/gateway/telemetry"
+    assert b'"values":{"n":-3,"x":1e3,"s":"on",' in payload, payload
+    try:
+        values = jloads(payload)["SN-002"][0]["values"]
+    except ValueError as e:
+        raise AssertionError(f"published invalid JSON ({e}): {payload!r}")
+    for key, text in (("a", "1."), ("b", "-.5"), ("c", "NaN"), ("d", "+1")):
+        assert values[key] in (text, float(text)), (key, values[key])
+
+
+@with_env("tb-integration-key", gw_env={"C2M_INTEGRATION_KEY": "k3y-42"})
+def test_integration_path_key_from_the_environment(env):
+    sub = env.sub("v1/gateway/#")
+    code, out = coap_request("-m", "post", "-t", "text/plain", "-e", "SN-001,default,t,1",
+                             env.url("/i/integration"))
+    assert code == "4.04", out[-1500:]
+    code, out = coap_request("-m", "post", "-t", "text/plain", "-e", "SN-001,default,t,1",
+                             env.url("/i/k3y-42"))
+    assert code == "2.04", out[-1500:]
+    assert sub.next() == ("v1/gateway/connect", b'{"device":"SN-001","type":"default"}')
+    assert sub.next()[1].startswith(b'{"SN-001":[{"ts":')
+
+
 main(globals())

@@ -44,6 +44,26 @@ def test_bad_json_is_400(env):
             env.url("/raw/A1_TEST_TOKEN/c"))
 
 
+# Bodies outside RFC 8259's grammar. Published as they are they would reach the broker as
+# invalid JSON (ThingsBoard closes a 3.1.1 gateway connection on a payload it cannot parse).
+NOT_JSON = ["NaN", "Infinity", "-Infinity", "-.5", "1.", "1.e5", "0.", '"a\tb"', '"a\x01b"']
+
+
+@with_env("err-json-grammar")
+def test_json_outside_rfc8259_is_400(env):
+    sub = env.sub("v1/#", "raw/#")
+    wrong = []
+    for value in NOT_JSON:
+        body = env.tdir.file("body.json", '{"a":%s}' % value)
+        for path in ("/api/v1/A1_TEST_TOKEN/telemetry", "/raw/A1_TEST_TOKEN/c"):
+            code, out = coap_request("-m", "post", "-t", "json", "-f", body, env.url(path))
+            if code != "4.00":
+                wrong.append(f"{value!r} on {path}: {code}")
+    published = [p for _, p in sub.marker() if not p.startswith(b'{"device":')]
+    assert not wrong, ("accepted as JSON:\n" + "\n".join(wrong) + "\npublished:\n"
+                       + "\n".join(repr(p) for p in published))
+
+
 @with_env("err-route")
 def test_no_route_is_404(env):
     sub = env.sub("v1/#", "raw/#")

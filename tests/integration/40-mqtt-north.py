@@ -131,6 +131,28 @@ def test_wrong_password_is_retried_not_fatal(env):
     assert sub.marker() == [], "an online status without a broker connection"
 
 
+@with_env("north-reannounce", mqtt_extra="  reconnect_min: 1\n  reconnect_max: 2\n")
+def test_devices_announced_again_on_a_new_connection(env):
+    connect = ("v1/gateway/connect", b'{"device":"Device A","type":"Sensor A"}')
+    sub = env.sub("v1/gateway/#")
+    for i in range(2):
+        post(env, '{"n":%d}' % i, "/api/v1/A1_TEST_TOKEN/telemetry")
+    assert sub.next() == connect
+    assert [json.loads(sub.next()[1])["Device A"][0]["values"] for _ in range(2)] == \
+        [{"n": 0}, {"n": 1}]
+    sub.close()
+    env.subs.remove(sub)
+    first = env.gw.wait_log("north: connected")
+    env.broker.restart()  # a new MQTT connection: ThingsBoard forgets the connected devices
+    env.gw.wait_log("north: connected", 30, start=first + 1)
+    sub = env.sub("v1/gateway/#")
+    post(env, '{"n":2}', "/api/v1/A1_TEST_TOKEN/telemetry")
+    assert sub.next() == connect
+    topic, payload = sub.next()
+    assert topic == "v1/gateway/telemetry" and b'"values":{"n":2}' in payload, payload
+    assert sub.marker() == []
+
+
 @with_env("north-outage", broker_kwargs={"persistent": True},
           mqtt_extra="  reconnect_min: 1\n  reconnect_max: 2\n")
 def test_readings_buffered_while_broker_is_away(env):

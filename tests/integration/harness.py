@@ -719,10 +719,16 @@ def with_env(name, **kw):
 
 
 def collect_json(sub, n, timeout):
-    """The next n messages' payloads, parsed as JSON."""
+    """The next n messages' payloads, parsed as (strict) JSON."""
     deadline = time.monotonic() + timeout
-    return [json.loads(sub.next(max(1, deadline - time.monotonic()))[1]) for _ in range(n)]
+    return [jloads(sub.next(max(1, deadline - time.monotonic()))[1]) for _ in range(n)]
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON (RFC 8259)")
 
 
 def jloads(b):
-    return json.loads(b.decode())
+    """Parse a published payload as RFC 8259 JSON: UTF-8, no NaN/Infinity, no raw control
+    characters in strings (Python's json alone accepts NaN and Infinity)."""
+    return json.loads(b.decode("utf-8"), parse_constant=_no_constant)
