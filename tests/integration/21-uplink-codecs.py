@@ -119,6 +119,19 @@ def test_non_confirmable_requests_are_published(env):
     assert sub.marker() == []
 
 
+@with_env("codec-lost-ack", gw_env={"C2M_TEST_PACKET_LOSS": "1"})
+def test_retransmitted_request_published_once(env):
+    # the gateway's first packet (the 2.04) is lost: the client sends the same CON again,
+    # which must be answered again and not published again
+    sub = env.sub("raw/#")
+    code, out = coap_request("-v", "7", "-m", "post", "-e", '{"once":1}',
+                             env.url("/raw/A1_TEST_TOKEN/once"))
+    ok(code, out)
+    assert "retransmission #1" in out, "no response was lost: the test proves nothing"
+    assert sub.next() == ("raw/Device A/once", b'{"once":1}')
+    assert sub.marker() == []
+
+
 @with_env("codec-ipv6")
 def test_ipv6_listener(env):
     sub = env.sub("raw/#")

@@ -79,4 +79,16 @@ def test_token_routes_over_dtls_still_check_the_token(env):
     assert sub.next() == ("raw/Device A/dtls", BODY.encode())
 
 
+@with_env("dtls-psk-blockwise", dtls=True)
+def test_blockwise_over_dtls(env):
+    sub = env.sub("raw/#")
+    body = '{"blob":"' + "".join(chr(97 + i % 26) for i in range(8000)) + '"}'
+    f = env.tdir.file("body.json", body)
+    code, out = coap_request("-m", "post", "-b", "1024", "-t", "json", "-f", f, "-u", "device-a",
+                             "-k", "secretPSK", env.surl("/raw/A1_TEST_TOKEN/dtls"), timeout=60)
+    assert code == "2.04", out[-1500:]
+    assert sub.next() == ("raw/Device A/dtls", body.encode())
+    assert sub.marker() == []
+
+
 main(globals())
