@@ -132,6 +132,24 @@ def test_retransmitted_request_published_once(env):
     assert sub.marker() == []
 
 
+QOS_ROUTES = """  - {name: q0, path: "/q0/{token}", topic: "q/{device}/0", qos: 0}
+  - {name: q2, path: "/q2/{token}", topic: "q/{device}/2", qos: 2}
+  - {name: kept, path: "/kept/{token}", topic: "kept/{gateway}/{device}/{route}", qos: 1, retain: true}
+"""
+
+
+@with_env("codec-qos-retain", extra=QOS_ROUTES)
+def test_route_qos_and_retain(env):
+    sub = env.sub("q/#", qos=2)
+    ok(*coap_request("-m", "post", "-e", '{"q":0}', env.url("/q0/A1_TEST_TOKEN")))
+    assert sub.next_full() == ("q/Device A/0", b'{"q":0}', False, 0)
+    ok(*coap_request("-m", "post", "-e", '{"q":2}', env.url("/q2/A1_TEST_TOKEN")))
+    assert sub.next_full() == ("q/Device A/2", b'{"q":2}', False, 2)
+    ok(*coap_request("-m", "post", "-e", '{"r":1}', env.url("/kept/A1_TEST_TOKEN")))
+    late = env.sub("kept/#")  # subscribed after the publication: gets the retained copy
+    assert late.next_full() == ("kept/test-gw/Device A/kept", b'{"r":1}', True, 1)
+
+
 @with_env("codec-ipv6")
 def test_ipv6_listener(env):
     sub = env.sub("raw/#")

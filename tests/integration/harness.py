@@ -332,8 +332,9 @@ class LinkProxy:
 
 
 class Subscriber:
-    """mosquitto_sub on some topics, binary-safe (`-F '%r %t %x'`: retain flag, topic, hex
-    payload), confirmed subscribed (its own probe topic seen) before the test sends."""
+    """mosquitto_sub on some topics, binary-safe (`-F '%r %q %t %x'`: retain flag, QoS,
+    topic, hex payload), confirmed subscribed (its own probe topic seen) before the test
+    sends."""
 
     def __init__(self, broker, *topics, extra_args=(), client_id=None, qos=1):
         need("mosquitto_sub", "mosquitto_pub")
@@ -343,7 +344,7 @@ class Subscriber:
         self.early = []  # real messages that arrived while confirming the subscription
         args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), *broker.login,
                 "-q", str(qos),
-                "-F", "%r %t %x", "-t", self.probe, *extra_args]
+                "-F", "%r %q %t %x", "-t", self.probe, *extra_args]
         if client_id:  # a persistent session: queued messages survive a reconnect
             args += ["-c", "-i", client_id]
         for t in topics:
@@ -356,9 +357,9 @@ class Subscriber:
     def _read(self):
         for line in self.proc.stdout:
             line = line.decode().rstrip("\n")
-            retain, _, rest = line.partition(" ")
+            retain, qos, rest = line.split(" ", 2)
             topic, _, hexpayload = rest.rpartition(" ")
-            self.q.put((topic, bytes.fromhex(hexpayload), retain == "1"))
+            self.q.put((topic, bytes.fromhex(hexpayload), retain == "1", int(qos)))
 
     def _confirm(self):
         deadline = time.monotonic() + 10
@@ -376,6 +377,10 @@ class Subscriber:
 
     def next_msg(self, timeout=10):
         """The next message that is not a probe: (topic, payload bytes, retained)."""
+        return self.next_full(timeout)[:3]
+
+    def next_full(self, timeout=10):
+        """The next message that is not a probe: (topic, payload, retained, QoS)."""
         if self.early:
             return self.early.pop(0)
         deadline = time.monotonic() + timeout
@@ -405,7 +410,7 @@ class Subscriber:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                topic, payload, _ = self.q.get(timeout=deadline - time.monotonic())
+                topic, payload = self.q.get(timeout=deadline - time.monotonic())[:2]
             except queue.Empty:
                 break
             if topic == self.probe and payload == tag.encode():
