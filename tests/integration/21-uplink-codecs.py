@@ -150,6 +150,37 @@ def test_route_qos_and_retain(env):
     assert late.next_full() == ("kept/test-gw/Device A/kept", b'{"r":1}', True, 1)
 
 
+PAYLOAD_ROUTES = """  - {name: pb, path: "/pb", identity: payload, type_field: kind, body_field: data, allow_unknown: true, topic: "p/{type}/{device}/body"}
+  - {name: pc, path: "/pc", identity: payload, type_field: kind, body_field: data, allow_unknown: true, output: cbor, topic: "p/{type}/{device}/cbor"}
+  - {name: pd, path: "/pd", identity: payload, type_field: kind, body_field: data, allow_unknown: true, shape: by_device, topic: "p/{type}/{device}/by_device"}
+  - {name: pe, path: "/pe", identity: payload, type_field: kind, body_field: data, allow_unknown: true, shape: envelope, topic: "p/{type}/{device}/envelope"}
+"""
+
+
+@with_env("codec-payload-identity", extra=PAYLOAD_ROUTES)
+def test_payload_identity_publishes_the_body_field(env):
+    # identity: payload names the device (and type) from fields of the body; body_field is
+    # "the body field holding the data to publish" -- in every shape and output
+    sub = env.sub("p/#")
+    body = '{"deviceName":"n-1","kind":"meter","data":{"a":1,"b":[true,null]}}'
+    data = b'{"a":1,"b":[true,null]}'
+    got = {}
+    for route in ("pb", "pc", "pd", "pe"):
+        ok(*coap_request("-m", "post", "-e", body, env.url(f"/{route}")))
+        topic, payload = sub.next()
+        got[topic] = payload
+    env_doc = json.loads(got.pop("p/meter/n-1/envelope"))
+    assert env_doc["data"] == json.loads(data) and env_doc["device"] == "n-1", env_doc
+    assert got == {"p/meter/n-1/body": data,
+                   "p/meter/n-1/cbor": bytes.fromhex("a2616101616282f5f6"),
+                   "p/meter/n-1/by_device": b'{"n-1":' + data + b'}'}, got
+    # a name that would leave the device's topics is refused
+    code, out = coap_request("-m", "post", "-e", '{"deviceName":"x/#","data":{}}',
+                             env.url("/pb"))
+    assert code == "4.00", out[-1500:]
+    assert sub.marker() == []
+
+
 @with_env("codec-ipv6")
 def test_ipv6_listener(env):
     sub = env.sub("raw/#")

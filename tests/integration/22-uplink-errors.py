@@ -93,6 +93,16 @@ def test_body_over_max_is_413(env):
     body = '{"k":"' + "x" * 16400 + '"}'  # max_body_size is 16384 in the test config
     refused(env, sub, "4.13", "-m", "post", "-b", "1024", "-e", body,
             env.url("/api/v1/A1_TEST_TOKEN/telemetry"))
+    # one byte over, in small blocks; then exactly the limit goes through
+    for size, code in ((16385, "4.13"), (16384, "2.04")):
+        body = '{"k":"' + "x" * (size - 8) + '"}'
+        f = env.tdir.file("body.json", body)
+        got, out = coap_request("-m", "post", "-b", "256", "-t", "json", "-f", f,
+                                env.url("/raw/A1_TEST_TOKEN/big"))
+        assert got == code, (size, got, out[-1500:])
+        if code == "4.13":
+            env.assert_nothing_published(sub)
+    assert sub.next() == ("raw/Device A/big", body.encode())
 
 
 @with_env("err-inject")
@@ -110,6 +120,25 @@ def test_topic_injection_is_400(env):
     got, out = coap_request("-m", "post", "-e", BODY, env.url("/raw/A1_TEST_TOKEN/temp"))
     assert got == "2.04", out
     assert sub.next() == ("raw/Device A/temp", BODY.encode())
+
+
+NAMED = """  - {name: byname, path: "/n/{device}", identity: path, allow_unknown: true, topic: "n/{device}"}
+  - {name: bybody, path: "/b", identity: payload, body_field: data, allow_unknown: true, topic: "b/{device}"}
+"""
+
+
+@with_env("err-inject-names", extra=NAMED)
+def test_device_names_from_requests_cannot_leave_their_topics(env):
+    sub = env.sub("v1/#", "raw/#", "n/#", "b/#")
+    for name, sent in (("a+b", "a+b"), ("%23", "#"), ("x%2Fy", "x/y")):
+        code, out = coap_request("-m", "post", "-e", BODY, env.url(f"/n/{name}"))
+        assert code == "4.00", (sent, code, out[-1500:])
+        env.assert_nothing_published(sub)
+    for name in ("a+b", "#", "x/y", "+"):
+        body = '{"deviceName":"%s","data":{"t":1}}' % name
+        code, out = coap_request("-m", "post", "-e", body, env.url("/b"))
+        assert code == "4.00", (name, code, out[-1500:])
+        env.assert_nothing_published(sub)
 
 
 @with_env("err-dtls-identity")
