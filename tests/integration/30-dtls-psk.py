@@ -3,6 +3,7 @@
 identity fails the handshake and publishes nothing. coap-client exits 0 even then, so its
 output is what is checked ("cannot send CoAP pdu", no response)."""
 import json
+import shutil
 import time
 
 from harness import HANDSHAKE_FAILED, coap_request, main, with_env
@@ -88,6 +89,24 @@ def test_blockwise_over_dtls(env):
                              "-k", "secretPSK", env.surl("/raw/A1_TEST_TOKEN/dtls"), timeout=60)
     assert code == "2.04", out[-1500:]
     assert sub.next() == ("raw/Device A/dtls", body.encode())
+    assert sub.marker() == []
+
+
+@with_env("dtls-psk-gnutls", dtls=True)
+def test_gnutls_client_interoperates(env):
+    if not shutil.which("coap-client-gnutls"):
+        print("note: coap-client-gnutls not installed, interoperability not checked")
+        return
+    sub = env.sub("v1/gateway/#")
+    t0 = now_ms()
+    code, out = coap_request("-m", "post", "-e", BODY, "-u", "device-a", "-k", "secretPSK",
+                             env.surl("/api/v1/telemetry"), client="coap-client-gnutls")
+    assert code == "2.04", out[-1500:]
+    expect_published(sub, "Device A", "Sensor A", t0, now_ms())
+    code, out = coap_request("-m", "post", "-e", BODY, "-u", "device-a", "-k", "wrong", "-B", "3",
+                             env.surl("/api/v1/telemetry"), client="coap-client-gnutls",
+                             timeout=30)
+    assert code is None, out[-1500:]
     assert sub.marker() == []
 
 

@@ -2,6 +2,7 @@
 """DTLS with certificates (require_client_cert: true): the client certificate's CN names the
 device; certificates from another CA, unknown CNs and missing certificates publish nothing."""
 import json
+import shutil
 
 from harness import HANDSHAKE_FAILED, certs, coap_request, main, with_env
 
@@ -87,6 +88,22 @@ def test_psk_and_certificates_side_by_side(env):
     topic, payload = sub.next()
     assert topic == "v1/gateway/telemetry"
     assert json.loads(payload)["Device A"][0]["values"] == json.loads(BODY)
+    assert sub.marker() == []
+
+
+@with_env("dtls-pki-gnutls", dtls=True, coap_extra=pki())
+def test_gnutls_client_interoperates(env):
+    if not shutil.which("coap-client-gnutls"):
+        print("note: coap-client-gnutls not installed, interoperability not checked")
+        return
+    c = certs()
+    sub = env.sub("v1/gateway/#")
+    for name, want in (("device-a", "2.04"), ("rogue", None)):
+        code, out = coap_request("-m", "post", "-e", BODY, "-c", c[name], "-j", c[name + "_key"],
+                                 "-C", c["ca"], "-B", "3", env.surl("/api/v1/telemetry"),
+                                 client="coap-client-gnutls", timeout=30)
+        assert code == want, (name, out[-1500:])
+    published_ok(sub, "Device A")
     assert sub.marker() == []
 
 

@@ -528,11 +528,12 @@ _PDU_RESPONSE = re.compile(r"^v:1 t:(?:CON|NON|ACK|RST) c:([1-7]\.\d\d) i:", re.
 HANDSHAKE_FAILED = "cannot send CoAP pdu"  # what coap-client prints when DTLS fails (exit 0)
 
 
-def coap_request(*args, input=None, timeout=20):
+def coap_request(*args, input=None, timeout=20, client=None):
     """coap-client at -v 6, which dumps every PDU ("v:1 t:ACK c:2.04 i:..."): returns
     (the code of the last response received or None if none came, all output). Unlike
-    coap_client this sees success codes too, and the final one of a block-wise exchange."""
-    r = run([coap_client_bin(), "-v", "6", *args], input=input, timeout=timeout)
+    coap_client this sees success codes too, and the final one of a block-wise exchange.
+    client: another coap-client binary (coap-client-gnutls for interoperability)."""
+    r = run([client or coap_client_bin(), "-v", "6", *args], input=input, timeout=timeout)
     out = (r.stdout + r.stderr).decode(errors="replace")
     assert r.returncode == 0, f"coap-client exited {r.returncode}: {out[-2000:]}"
     codes = [c for c in _PDU_RESPONSE.findall(out) if c != "0.00"]
