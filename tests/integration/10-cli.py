@@ -6,7 +6,7 @@ import re
 import socket
 import subprocess
 
-from harness import BIN, SRCDIR, Env, TestDir, free_port, main, release_ports, with_env
+from harness import BIN, SANITIZER_MARKS, SRCDIR, Env, TestDir, free_port, main, release_ports, with_env
 
 # the shipped config reads these from the environment: check it with their defaults
 CLEAN_ENV = {k: v for k, v in os.environ.items()
@@ -14,7 +14,10 @@ CLEAN_ENV = {k: v for k, v in os.environ.items()
 
 
 def run(args, env=None):
-    return subprocess.run(args, capture_output=True, timeout=20, env=env or CLEAN_ENV)
+    r = subprocess.run(args, capture_output=True, timeout=20, env=env or CLEAN_ENV)
+    for mark in SANITIZER_MARKS:
+        assert mark.encode() not in r.stderr, f"sanitizer report: {r.stderr.decode()[-3000:]}"
+    return r
 
 
 def error_lines(stderr, path):
