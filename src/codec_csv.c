@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* CSV codec: one line of values, named by a key list or laid out as name,type,key,value,... */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,25 +23,45 @@ struct csv_fields {
  * everything else a string: what the ThingsBoard converter's parseFloat would keep. */
 static struct json_object *csv_value(const char *s)
 {
+    size_t n = strlen(s);
     char *end;
 
-    if (*s && strcmp(s, "true") == 0)
+    if (strcmp(s, "true") == 0)
         return json_object_new_boolean(1);
     if (strcmp(s, "false") == 0)
         return json_object_new_boolean(0);
-    if (*s) {
+    if (n && codec_json_number_end((const uint8_t *)s, n, 0) == n) {
         long long ll;
         double d;
 
         errno = 0;
         ll = strtoll(s, &end, 10);
-        if (*end == '\0' && errno == 0 && s[0] != '+')
+        if (*end == '\0' && errno == 0)
             return json_object_new_int64(ll);
+        d = strtod(s, &end);
+        if (*end == '\0' && isfinite(d))
+            return json_object_new_double_s(d, s); /* already valid JSON number text */
+    }
+    /* "1." or "-.5" read as numbers (the integration's parseFloat does), written the JSON
+     * way; "+1", "NaN", "0x1F" stay strings. */
+    if (n && (isdigit((unsigned char)s[0]) || s[0] == '-' || s[0] == '.') &&
+        strspn(s, "-0123456789.eE") == n) {
+        double d;
+        char text[40];
+
         errno = 0;
         d = strtod(s, &end);
-        if (*end == '\0' && errno == 0 && isfinite(d) && s[0] != '+' &&
-            strspn(s, "-0123456789.eE") == strlen(s))
-            return json_object_new_double_s(d, s);
+        if (*end == '\0' && errno == 0 && isfinite(d)) {
+            snprintf(text, sizeof(text), "%.17g", d);
+            for (int prec = 1; prec <= 17; prec++) {
+                snprintf(text, sizeof(text), "%.*g", prec, d);
+                if (strtod(text, NULL) == d)
+                    break;
+            }
+            if (!strpbrk(text, ".eE"))
+                strncat(text, ".0", sizeof(text) - strlen(text) - 1);
+            return json_object_new_double_s(d, text);
+        }
     }
     return json_object_new_string(s);
 }

@@ -16,6 +16,8 @@ int codec_text_decode(const uint8_t *body, size_t len, struct json_object **out,
                       size_t errlen);
 int codec_csv_decode(const uint8_t *body, size_t len, const struct codec_opts *opts,
                      struct json_object **out, char *err, size_t errlen);
+/* End of the RFC 8259 number starting at pos, or pos when there is none. */
+size_t codec_json_number_end(const uint8_t *s, size_t len, size_t pos);
 /* Offset of the first invalid UTF-8 sequence (or NUL byte), or len when all is valid. */
 size_t codec_utf8_check(const uint8_t *s, size_t len);
 

@@ -1,32 +1,188 @@
 /* SPDX-License-Identifier: MIT */
 /* JSON codec: strict RFC 8259 parsing under a depth bound, compact serialisation. */
 #include <errno.h>
+#include <ctype.h>
 #include <stdbool.h>
+#include <string.h>
 #include <stdio.h>
 
 #include <json-c/json.h>
 
 #include "codec_internal.h"
 
-/* json-c accepts 'single-quoted' strings even in strict mode; RFC 8259 does not, and neither
- * do the consumers behind the broker. Offset of the first quote outside a string, or len. */
-static size_t single_quote_at(const uint8_t *s, size_t len)
-{
-    bool in_string = false;
+/*
+ * RFC 8259's grammar, checked before json-c parses: json-c (even with JSON_TOKENER_STRICT)
+ * lets in NaN, Infinity, '-.5', '1.', single quotes and raw control characters in strings,
+ * none of which the consumers behind the broker accept. Returns the offset of the first
+ * byte that breaks the grammar, or len.
+ */
+struct grammar {
+    const uint8_t *s;
+    size_t len, pos;
+    int depth;
+};
 
-    for (size_t i = 0; i < len; i++) {
-        if (in_string) {
-            if (s[i] == '\\')
-                i++;
-            else if (s[i] == '"')
-                in_string = false;
-        } else if (s[i] == '"') {
-            in_string = true;
-        } else if (s[i] == '\'') {
-            return i;
+static void skip_ws(struct grammar *g)
+{
+    while (g->pos < g->len && (g->s[g->pos] == ' ' || g->s[g->pos] == '\t' ||
+                               g->s[g->pos] == '\n' || g->s[g->pos] == '\r'))
+        g->pos++;
+}
+
+static bool is_digit(uint8_t c)
+{
+    return c >= '0' && c <= '9';
+}
+
+size_t codec_json_number_end(const uint8_t *s, size_t len, size_t pos)
+{
+    size_t p = pos;
+
+    if (p < len && s[p] == '-')
+        p++;
+    if (p < len && s[p] == '0') {
+        p++;
+    } else if (p < len && s[p] >= '1' && s[p] <= '9') {
+        while (p < len && is_digit(s[p]))
+            p++;
+    } else {
+        return pos;
+    }
+    if (p < len && s[p] == '.') {
+        p++;
+        if (p >= len || !is_digit(s[p]))
+            return pos;
+        while (p < len && is_digit(s[p]))
+            p++;
+    }
+    if (p < len && (s[p] == 'e' || s[p] == 'E')) {
+        p++;
+        if (p < len && (s[p] == '+' || s[p] == '-'))
+            p++;
+        if (p >= len || !is_digit(s[p]))
+            return pos;
+        while (p < len && is_digit(s[p]))
+            p++;
+    }
+    return p;
+}
+
+static bool g_string(struct grammar *g)
+{
+    g->pos++; /* the opening quote */
+    while (g->pos < g->len) {
+        uint8_t c = g->s[g->pos];
+        if (c < 0x20)
+            return false; /* pos stays on the control character */
+        g->pos++;
+        if (c == '"')
+            return true;
+        if (c == '\\') {
+            if (g->pos >= g->len)
+                return false;
+            c = g->s[g->pos++];
+            if (c == 'u') {
+                for (int i = 0; i < 4; i++, g->pos++)
+                    if (g->pos >= g->len || !isxdigit(g->s[g->pos]))
+                        return false;
+            } else if (!strchr("\"\\/bfnrt", c)) {
+                return false;
+            }
         }
     }
-    return len;
+    return false;
+}
+
+static bool g_value(struct grammar *g);
+
+static bool g_container(struct grammar *g, uint8_t close)
+{
+    if (++g->depth > CODEC_MAX_DEPTH)
+        return false;
+    g->pos++;
+    skip_ws(g);
+    if (g->pos < g->len && g->s[g->pos] == close) {
+        g->pos++;
+        g->depth--;
+        return true;
+    }
+    for (;;) {
+        skip_ws(g);
+        if (close == '}') {
+            if (g->pos >= g->len || g->s[g->pos] != '"' || !g_string(g))
+                return false;
+            skip_ws(g);
+            if (g->pos >= g->len || g->s[g->pos] != ':')
+                return false;
+            g->pos++;
+        }
+        if (!g_value(g))
+            return false;
+        skip_ws(g);
+        if (g->pos < g->len && g->s[g->pos] == ',') {
+            g->pos++;
+            continue;
+        }
+        if (g->pos < g->len && g->s[g->pos] == close) {
+            g->pos++;
+            g->depth--;
+            return true;
+        }
+        return false;
+    }
+}
+
+static bool g_literal(struct grammar *g, const char *word)
+{
+    size_t n = strlen(word);
+
+    if (g->len - g->pos < n || memcmp(g->s + g->pos, word, n) != 0)
+        return false;
+    g->pos += n;
+    return true;
+}
+
+static bool g_value(struct grammar *g)
+{
+    size_t end;
+
+    skip_ws(g);
+    if (g->pos >= g->len)
+        return false;
+    switch (g->s[g->pos]) {
+    case '{':
+        return g_container(g, '}');
+    case '[':
+        return g_container(g, ']');
+    case '"':
+        return g_string(g);
+    case 't':
+        return g_literal(g, "true");
+    case 'f':
+        return g_literal(g, "false");
+    case 'n':
+        return g_literal(g, "null");
+    default:
+        end = codec_json_number_end(g->s, g->len, g->pos);
+        if (end == g->pos)
+            return false;
+        g->pos = end;
+        return true;
+    }
+}
+
+/* Where the grammar breaks (len when it holds); *depth_hit when nesting is too deep. */
+static size_t grammar_error_at(const uint8_t *s, size_t len, bool *depth_hit)
+{
+    struct grammar g = {s, len, 0, 0};
+
+    *depth_hit = false;
+    if (!g_value(&g)) {
+        *depth_hit = g.depth > CODEC_MAX_DEPTH;
+        return g.pos < len ? g.pos : len + 1; /* len + 1: ran out of body */
+    }
+    skip_ws(&g);
+    return g.pos;
 }
 
 int codec_json_decode(const uint8_t *body, size_t len, struct json_object **out, char *err,
@@ -51,10 +207,19 @@ int codec_json_decode(const uint8_t *body, size_t len, struct json_object **out,
         snprintf(err, errlen, "invalid JSON: body too large");
         return -EINVAL;
     }
-    bad = single_quote_at(body, len);
-    if (bad != len) {
-        snprintf(err, errlen, "invalid JSON at offset %zu: strings need double quotes", bad);
-        return -EINVAL;
+    {
+        bool too_deep;
+        bad = grammar_error_at(body, len, &too_deep);
+        if (too_deep)
+            snprintf(err, errlen, "invalid JSON at offset %zu: nested deeper than %d", bad,
+                     CODEC_MAX_DEPTH);
+        else if (bad > len)
+            snprintf(err, errlen, "invalid JSON at offset %zu: unexpected end of body", len);
+        else if (bad < len)
+            snprintf(err, errlen, "invalid JSON at offset %zu: unexpected '%c'", bad,
+                     body[bad] >= 0x20 && body[bad] < 0x7f ? body[bad] : '?');
+        if (bad != len)
+            return -EINVAL;
     }
     tok = json_tokener_new_ex(CODEC_MAX_DEPTH);
     if (!tok)

@@ -339,8 +339,10 @@ static int encode(struct uplink_job *j, struct buf *out)
         sc.id = id->s;
         sc.id_len = id->len;
     }
+    /* The bytes as received only when they are the whole document (no body_field). */
     if (c->output == CONF_OUT_RAW || j->fmt == CONF_FMT_OCTETS ||
-        (c->shape == CONF_SHAPE_BODY && c->output == CONF_OUT_JSON && j->fmt == CONF_FMT_JSON))
+        (c->shape == CONF_SHAPE_BODY && c->output == CONF_OUT_JSON && j->fmt == CONF_FMT_JSON &&
+         j->data == j->body))
         return buf_append(out, j->req->body, j->req->len);
     rc = shape_build(c->shape, j->data, &sc, &doc, why, sizeof(why));
     if (rc == -EINVAL) {

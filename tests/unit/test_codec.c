@@ -59,15 +59,19 @@ static void test_json_malformed(void **state)
         const char *why;
     } cases[] = {
         {"", "invalid JSON: empty body"},
-        {"{\"a\":", "invalid JSON at offset 5: unexpected end of data"},
-        {"{\"a\":1} x", "invalid JSON at offset 8: unexpected character"},
-        {"{\"a\":1}{}", "invalid JSON at offset 7: unexpected character"},
+        {"{\"a\":", "invalid JSON at offset 5: unexpected end of body"},
+        {"{\"a\":1} x", "invalid JSON at offset 8: unexpected 'x'"},
+        {"{\"a\":1}{}", "invalid JSON at offset 7: unexpected '{'"},
         {"{'a':1}", NULL},
         {"{\"a\":01}", NULL},
         {"[1,]", NULL},
         {"{\"a\":\"\xff\"}", "invalid JSON at offset 6: not UTF-8"},
         {"{\"a\":\"\xed\xa0\x80\"}", "invalid JSON at offset 6: not UTF-8"}, /* surrogate */
         {"{\"a\":\"\xc0\xaf\"}", "invalid JSON at offset 6: not UTF-8"},     /* overlong */
+        {"{\"a\":NaN}", "invalid JSON at offset 5: unexpected 'N'"},
+        {"{\"a\":-.5}", "invalid JSON at offset 5: unexpected '-'"},
+        {"{\"a\":1.}", "invalid JSON at offset 5: unexpected '1'"},
+        {"{\"a\":\"x\ty\"}", "invalid JSON at offset 7: unexpected '?'"},
     };
 
     (void)state;
