@@ -160,6 +160,25 @@ def test_seed_documents_with_coap_client(env):
     assert sub.marker() == []
 
 
+@with_env("tb-array-of-ts")
+def test_array_of_timestamped_entries_keeps_each_ts(env):
+    sub = env.sub("v1/gateway/#")
+    t0 = now_ms()
+    code, out = coap_request("-m", "post", "-e",
+                             '[{"ts":1451649600512,"values":{"a":1}},{"ts":1451649600513,'
+                             '"values":{"a":2.50}},{"b":true}]',
+                             env.url("/api/v1/A1_TEST_TOKEN/telemetry"))
+    t1 = now_ms()
+    assert code == "2.04", out[-1500:]
+    assert sub.next() == CONNECT_A
+    topic, payload = sub.next()
+    assert topic == "v1/gateway/telemetry"
+    ts = jloads(payload)["Device A"][2]["ts"]
+    assert t0 <= ts <= t1, (t0, ts, t1)
+    assert payload == (b'{"Device A":[{"ts":1451649600512,"values":{"a":1}},{"ts":1451649600513,'
+                       b'"values":{"a":2.50}},{"ts":%d,"values":{"b":true}}]}' % ts), payload
+
+
 @with_env("tb-coap-client-no-cf")
 def test_body_without_content_format_is_json(env):
     # coap-client without -t sends no Content-Format: the route's first format (json) applies
