@@ -122,14 +122,12 @@ static void on_timer_fd(struct loop_fd *fd, uint32_t events)
     timers_arm();
 }
 
-static void on_event_fd(struct loop_fd *fd, uint32_t events)
+/* Take the queued jobs and run them; returns how many ran. */
+static size_t run_jobs(void)
 {
-    uint64_t n;
     struct loop_job *jobs;
+    size_t n = 0;
 
-    (void)events;
-    if (read(fd->fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-        log_msg(LOG_WARNING, "loop: eventfd read failed: %s", strerror(errno));
     pthread_mutex_lock(&L.lock);
     jobs = L.jobs_head;
     L.jobs_head = L.jobs_tail = NULL;
@@ -139,7 +137,19 @@ static void on_event_fd(struct loop_fd *fd, uint32_t events)
         jobs->fn(jobs->arg);
         free(jobs);
         jobs = next;
+        n++;
     }
+    return n;
+}
+
+static void on_event_fd(struct loop_fd *fd, uint32_t events)
+{
+    uint64_t n;
+
+    (void)events;
+    if (read(fd->fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        log_msg(LOG_WARNING, "loop: eventfd read failed: %s", strerror(errno));
+    run_jobs();
 }
 
 static void on_signal_fd(struct loop_fd *fd, uint32_t events)
@@ -182,20 +192,9 @@ int loop_init(void)
 
 void loop_done(void)
 {
-    struct loop_job *j;
-
-    /* Jobs still queued are run so their owners can free what they carry. */
-    if (L.event_fd.fd >= 0 && L.jobs_head)
-        on_event_fd(&L.event_fd, 0);
-    pthread_mutex_lock(&L.lock);
-    j = L.jobs_head;
-    L.jobs_head = L.jobs_tail = NULL;
-    pthread_mutex_unlock(&L.lock);
-    while (j) {
-        struct loop_job *next = j->next;
-        free(j);
-        j = next;
-    }
+    /* Jobs still queued (and those they post) run, so their owners free what they carry. */
+    while (run_jobs())
+        ;
     if (L.timer_fd.fd >= 0)
         close(L.timer_fd.fd);
     if (L.event_fd.fd >= 0)
@@ -211,8 +210,7 @@ void loop_done(void)
 
 void loop_drain_jobs(void)
 {
-    if (L.event_fd.fd >= 0)
-        on_event_fd(&L.event_fd, 0);
+    run_jobs();
 }
 
 int loop_fd_add(struct loop_fd *fd, uint32_t events)
