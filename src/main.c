@@ -120,7 +120,7 @@ static int run(const struct conf *conf)
     if (rc == 0) {
         size_t n_filters;
         char *const *filters = south_observe_filters(&n_filters);
-        north_set_subscriptions(filters, n_filters, south_observe_message);
+        rc = north_subscribe(filters, n_filters, south_observe_message);
     }
     if (rc == 0) {
         log_msg(LOG_NOTICE, "main: ready gateway=%s listeners=%zu routes=%zu devices=%zu",

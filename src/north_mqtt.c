@@ -30,9 +30,8 @@ static struct {
     double tokens; /* drain rate token bucket */
     uint64_t tokens_at_ms;
     north_acked_fn on_acked;
-    char *const *filters;
-    size_t n_filters;
-    north_message_fn on_message;
+    struct north_sub_group groups[NORTH_MAX_GROUPS];
+    size_t n_groups;
     struct north_counters count;
     /* Shutdown waits for the disconnect to complete on Paho's thread. */
     pthread_mutex_t lock;
@@ -309,8 +308,13 @@ static void job_message(void *arg)
 {
     struct arrived *a = arg;
 
-    if (N.on_message)
-        N.on_message(a->topic, a->payload, a->len);
+    /* A group is told once, however many of its filters match. */
+    for (size_t g = 0; g < N.n_groups; g++)
+        for (size_t i = 0; i < N.groups[g].n; i++)
+            if (north_topic_matches(N.groups[g].filters[i], a->topic)) {
+                N.groups[g].fn(a->topic, a->payload, a->len);
+                break;
+            }
     free(a->topic);
     free(a->payload);
     free(a);
@@ -343,30 +347,70 @@ static int cb_message_arrived(void *ctx, char *topic, int topic_len, MQTTAsync_m
     return 1;
 }
 
-static void subscribe_all(void)
+static void subscribe_group(const struct north_sub_group *g)
 {
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     int qos[64];
+    size_t n = g->n < 64 ? g->n : 64;
     int rc;
 
-    if (!N.n_filters)
+    if (!n)
         return;
-    for (size_t i = 0; i < N.n_filters && i < 64; i++)
+    for (size_t i = 0; i < n; i++)
         qos[i] = 1;
-    rc = MQTTAsync_subscribeMany(N.client, (int)(N.n_filters < 64 ? N.n_filters : 64),
-                                 (char *const *)N.filters, qos, &ro);
+    rc = MQTTAsync_subscribeMany(N.client, (int)n, (char *const *)g->filters, qos, &ro);
     if (rc != MQTTASYNC_SUCCESS)
         log_msg(LOG_ERR, "north: subscribe failed rc=%d", rc);
     else
-        for (size_t i = 0; i < N.n_filters; i++)
-            log_msg(LOG_INFO, "north: subscribed filter=%s", N.filters[i]);
+        for (size_t i = 0; i < n; i++)
+            log_msg(LOG_INFO, "north: subscribed filter=%s", g->filters[i]);
 }
 
-void north_set_subscriptions(char *const *filters, size_t n, north_message_fn fn)
+static void subscribe_all(void)
 {
-    N.filters = filters;
-    N.n_filters = n;
-    N.on_message = fn;
+    for (size_t g = 0; g < N.n_groups; g++)
+        subscribe_group(&N.groups[g]);
+}
+
+int north_subscribe(char *const *filters, size_t n, north_message_fn fn)
+{
+    struct north_sub_group *g;
+
+    if (N.n_groups == NORTH_MAX_GROUPS || n > 64)
+        return -ENOSPC;
+    g = &N.groups[N.n_groups++];
+    g->filters = filters;
+    g->n = n;
+    g->fn = fn;
+    if (N.connected)
+        subscribe_group(g);
+    return 0;
+}
+
+bool north_topic_matches(const char *filter, const char *topic)
+{
+    /* Topics starting with '$' are never matched by a leading wildcard (MQTT 4.7.2). */
+    if (*topic == '$' && (*filter == '+' || *filter == '#'))
+        return false;
+    for (;;) {
+        const char *fe = strchr(filter, '/'), *te = strchr(topic, '/');
+        size_t fl = fe ? (size_t)(fe - filter) : strlen(filter);
+        size_t tl = te ? (size_t)(te - topic) : strlen(topic);
+
+        if (fl == 1 && *filter == '#')
+            return true;
+        if (!(fl == 1 && *filter == '+') && (fl != tl || memcmp(filter, topic, fl) != 0))
+            return false;
+        if (!fe && !te)
+            return true;
+        if (!te)
+            /* "a/#" also matches "a" */
+            return fe && strcmp(fe + 1, "#") == 0;
+        if (!fe)
+            return false;
+        filter = fe + 1;
+        topic = te + 1;
+    }
 }
 
 static void cb_connect_ok(void *ctx, MQTTAsync_successData *resp)

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "coap2mqtt/conf.h"
 
@@ -27,8 +28,19 @@ int north_start(void);
 void north_set_acked(north_acked_fn fn);
 /* Called on the loop thread for every message that arrives on a subscription. */
 typedef void (*north_message_fn)(const char *topic, const uint8_t *payload, size_t len);
-/* Topic filters to subscribe to (QoS 1) after every connection; filters must stay valid. */
-void north_set_subscriptions(char *const *filters, size_t n, north_message_fn fn);
+/* A set of topic filters (QoS 1, at most 64) and who is told of their messages: fn runs
+ * once per message that matches any of them. Subscribed now when connected and again after
+ * every connection; filters must stay valid until north_free(). */
+#define NORTH_MAX_GROUPS 8
+struct north_sub_group {
+    char *const *filters;
+    size_t n;
+    north_message_fn fn;
+};
+/** @return 0, or -ENOSPC when NORTH_MAX_GROUPS are taken or n > 64. */
+int north_subscribe(char *const *filters, size_t n, north_message_fn fn);
+/* MQTT topic filter matching ('+' one level, '#' the rest). */
+bool north_topic_matches(const char *filter, const char *topic);
 /* Hand spooled messages to the broker (within the in-flight window and drain rate). Call
  * after spool_put(). */
 void north_pump(void);
