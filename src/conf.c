@@ -281,6 +281,9 @@ const struct conf_table conf_tables[] = {
     {"routes", conf_route_keys},
     {"routes.csv", conf_csv_keys},
     {"routes.observe", conf_observe_keys},
+    {"routes.observe.queue", conf_queue_keys},
+    {"routes.observe.fetch", conf_fetch_keys},
+    {"routes.request", conf_request_keys},
     {NULL, NULL},
 };
 

@@ -120,6 +120,9 @@ extern const struct conf_key conf_device_keys[];
 extern const struct conf_key conf_route_keys[];
 extern const struct conf_key conf_csv_keys[];
 extern const struct conf_key conf_observe_keys[];
+extern const struct conf_key conf_queue_keys[];
+extern const struct conf_key conf_fetch_keys[];
+extern const struct conf_key conf_request_keys[];
 
 /* Set every default of a key table into obj. @return 0 or -ENOMEM. */
 int conf_defaults(const struct conf_key *keys, void *obj);

@@ -251,6 +251,80 @@ static int check_subscribe(struct conf_loader *ld, yaml_node_t *v, const struct 
     return conf_check_template(ld, v, c->name, sub, vars, false);
 }
 
+/* A sub-mapping of a route: allocate it, set its defaults, apply its keys. */
+static int parse_block(struct conf_loader *ld, yaml_node_t *v, const struct conf_key *keys,
+                       void **out, size_t size, const char *what)
+{
+    *out = calloc(1, size);
+    if (!*out || conf_defaults(keys, *out) < 0) {
+        ld->oom = true;
+        return -ENOMEM;
+    }
+    return conf_apply(ld, v, keys, *out, what);
+}
+
+static int check_report_topic(struct conf_loader *ld, yaml_node_t *v, const struct conf_key *c,
+                              void *obj)
+{
+    static const char *const vars[] = {"device", "gateway", NULL};
+    const char *t = *(char **)((char *)obj + c->offset);
+
+    if (!*t)
+        return conf_err(ld, v, "'%s' in %s must not be empty", c->name, ld->what);
+    return conf_check_template(ld, v, c->name, t, vars, true);
+}
+
+static int check_gateway_topic(struct conf_loader *ld, yaml_node_t *v, const struct conf_key *c,
+                               void *obj)
+{
+    static const char *const vars[] = {"gateway", NULL};
+    const char *t = *(char **)((char *)obj + c->offset);
+
+    if (!*t)
+        return conf_err(ld, v, "'%s' in %s must not be empty", c->name, ld->what);
+    return conf_check_template(ld, v, c->name, t, vars, true);
+}
+
+#define Q_OFF(f) offsetof(struct conf_queue, f)
+/* clang-format off */
+const struct conf_key conf_queue_keys[] = {
+    {CONF_KEY("max", INT, Q_OFF(max)), .min = 1, .max = 1000, .def = 16},
+    {CONF_KEY("expiry", INT, Q_OFF(expiry)), .min = 1, .max = 7 * 86400, .def = 300},
+    {CONF_KEY("report_topic", STR, Q_OFF(report_topic)), .check = check_report_topic},
+    {CONF_KEY("id_field", STR, Q_OFF(id_field)), .def_str = "id", .check = conf_check_nonempty},
+    {.name = NULL},
+};
+/* clang-format on */
+
+static int parse_queue(struct conf_loader *ld, yaml_node_t *v, void *obj)
+{
+    struct conf_observe *o = obj;
+
+    return parse_block(ld, v, conf_queue_keys, (void **)&o->queue, sizeof(*o->queue),
+                       "'queue' of an observe block");
+}
+
+#define F_OFF(f) offsetof(struct conf_fetch, f)
+/* clang-format off */
+const struct conf_key conf_fetch_keys[] = {
+    {CONF_KEY("topic", STR, F_OFF(topic)), .check = check_gateway_topic},
+    {CONF_KEY("response_topic", STR, F_OFF(response_topic)), .check = check_gateway_topic},
+    {CONF_KEY("timeout", INT, F_OFF(timeout)), .min = 1, .max = 300, .def = 5},
+    {.name = NULL},
+};
+/* clang-format on */
+
+static int parse_fetch(struct conf_loader *ld, yaml_node_t *v, void *obj)
+{
+    struct conf_observe *o = obj;
+    int rc = parse_block(ld, v, conf_fetch_keys, (void **)&o->fetch, sizeof(*o->fetch),
+                         "'fetch' of an observe block");
+
+    if (rc == 0 && (!o->fetch->topic || !o->fetch->response_topic))
+        rc = conf_err(ld, v, "'fetch' of an observe block needs 'topic' and 'response_topic'");
+    return rc;
+}
+
 #define O_OFF(f) offsetof(struct conf_observe, f)
 /* clang-format off */
 const struct conf_key conf_observe_keys[] = {
@@ -261,6 +335,8 @@ const struct conf_key conf_observe_keys[] = {
     {CONF_KEY("confirmable", BOOL, O_OFF(confirmable)), .def = true},
     {CONF_KEY("cache", ENUM, O_OFF(cache_shared)), .def = 0, .names = cache_shared_names,
      .values = cache_values},
+    {CONF_KEY("queue", CUSTOM, 0), .parse = parse_queue},
+    {CONF_KEY("fetch", CUSTOM, 0), .parse = parse_fetch},
     {.name = NULL},
 };
 /* clang-format on */
@@ -280,6 +356,33 @@ static int parse_observe(struct conf_loader *ld, yaml_node_t *v, void *obj)
     rc = conf_apply(ld, v, conf_observe_keys, r->observe, what);
     if (rc == 0 && !r->observe->subscribe)
         rc = conf_err(ld, v, "'observe' of route '%s' has no 'subscribe'", r->name);
+    if (rc == 0 && r->observe->queue && r->observe->cache_shared)
+        rc = conf_err(ld, v, "'observe' of route '%s' cannot both queue and cache: a queue "
+                      "delivers each message once, a cache holds the latest state", r->name);
+    if (rc == 0 && r->observe->fetch && !r->observe->cache_shared)
+        rc = conf_err(ld, v, "'fetch' in route '%s' needs 'cache: shared'", r->name);
+    return rc;
+}
+
+#define Q2_OFF(f) offsetof(struct conf_request, f)
+/* clang-format off */
+const struct conf_key conf_request_keys[] = {
+    {CONF_KEY("reply_topic", STR, Q2_OFF(reply_topic))},
+    {CONF_KEY("timeout", INT, Q2_OFF(timeout)), .min = 1, .max = 3600, .def = 10},
+    {.name = NULL},
+};
+/* clang-format on */
+
+static int parse_request(struct conf_loader *ld, yaml_node_t *v, void *obj)
+{
+    struct conf_route *r = obj;
+    char what[96];
+    int rc;
+
+    snprintf(what, sizeof(what), "'request' of route '%s'", r->name);
+    rc = parse_block(ld, v, conf_request_keys, (void **)&r->request, sizeof(*r->request), what);
+    if (rc == 0 && !r->request->reply_topic)
+        rc = conf_err(ld, v, "'request' of route '%s' has no 'reply_topic'", r->name);
     return rc;
 }
 
@@ -308,6 +411,7 @@ const struct conf_key conf_route_keys[] = {
     {CONF_KEY("ack", ENUM, R_OFF(ack)), .def = CONF_ACK_DEFAULT, .names = ack_names,
      .values = ack_values},
     {CONF_KEY("observe", CUSTOM, 0), .parse = parse_observe},
+    {CONF_KEY("request", CUSTOM, 0), .parse = parse_request},
     {CONF_KEY("cache", ENUM, R_OFF(cache_client)), .def = 0, .names = cache_client_names,
      .values = cache_values},
     {.name = NULL},
@@ -322,6 +426,8 @@ struct route_check {
     struct tmpl_path *path; /* NULL when the path is missing or bad (already reported) */
     yaml_node_t *node;      /* the topic */
     bool identity_bad;      /* 'identity' was written but rejected: skip what depends on it */
+    bool uses_request_id;   /* the template checked last uses {request_id} */
+    const char *what;       /* "topic" or "reply_topic", for messages */
     int rc;
 };
 
@@ -358,11 +464,18 @@ static int check_topic_var(void *arg, const char *name)
 
     if (!strcmp(name, "gateway") || !strcmp(name, "route"))
         return 0;
+    if (!strcmp(name, "request_id")) {
+        if (!r->request)
+            fail(rc, conf_err(rc->ld, rc->node,
+                              "route '%s' uses {request_id} but has no 'request' block", r->name));
+        rc->uses_request_id = true;
+        return 0;
+    }
     if (!strcmp(name, "device") || !strcmp(name, "type")) {
         if (r->identity == CONF_ID_NONE && !rc->identity_bad)
             fail(rc, conf_err(rc->ld, rc->node,
-                              "topic of route '%s' uses {%s} but the route has identity none",
-                              r->name, name));
+                              "%s of route '%s' uses {%s} but the route has identity none",
+                              rc->what, r->name, name));
         return 0;
     }
     if ((rc->path && tmpl_path_has_var(rc->path, name)) || is_query_capture(r, name))
@@ -370,9 +483,9 @@ static int check_topic_var(void *arg, const char *name)
     /* Without a valid path its variables are unknown: that error is already reported. */
     if (rc->path)
         fail(rc, conf_err(rc->ld, rc->node,
-                          "topic of route '%s' uses unknown variable {%s}; expected gateway, "
+                          "%s of route '%s' uses unknown variable {%s}; expected gateway, "
                           "device, type, route or a variable of its path or query",
-                          r->name, name));
+                          rc->what, r->name, name));
     return 0;
 }
 
@@ -488,6 +601,40 @@ static void check_body(struct route_check *rc)
         r->ack = r->qos > 0 ? CONF_ACK_BROKER : CONF_ACK_RECEIVED;
 }
 
+/* The reply topic names one request: its variables are the topic's, {request_id} required. */
+static void check_reply_topic(struct route_check *rc)
+{
+    struct conf_route *r = rc->r;
+    struct tmpl_str *t = NULL;
+    char why[160];
+
+    if (r->observe) {
+        fail(rc, conf_err(rc->ld, node_of(rc, "request"),
+                          "route '%s' cannot both serve an observe resource and a request",
+                          r->name));
+        return;
+    }
+    rc->node = node_of(rc, "request");
+    if (tmpl_str_parse(r->request->reply_topic, &t, why, sizeof(why)) < 0) {
+        rc->ld->oom = true;
+        fail(rc, -ENOMEM);
+        return;
+    }
+    if (strpbrk(r->request->reply_topic, "+#"))
+        fail(rc, conf_err(rc->ld, rc->node,
+                          "reply_topic '%s' of route '%s' must not contain '+' or '#'",
+                          r->request->reply_topic, r->name));
+    rc->uses_request_id = false;
+    rc->what = "reply_topic";
+    tmpl_str_each_var(t, check_topic_var, rc);
+    tmpl_str_free(t);
+    if (!rc->uses_request_id)
+        fail(rc, conf_err(rc->ld, rc->node,
+                          "reply_topic '%s' of route '%s' must use {request_id}: it tells "
+                          "one request's reply from another's",
+                          r->request->reply_topic, r->name));
+}
+
 static void check_topic(struct route_check *rc)
 {
     struct conf_loader *ld = rc->ld;
@@ -525,8 +672,11 @@ static void check_topic(struct route_check *rc)
     if (strpbrk(r->topic, "+#"))
         fail(rc, conf_err(ld, rc->node, "topic '%s' of route '%s' must not contain '+' or '#'",
                           r->topic, r->name));
+    rc->what = "topic";
     tmpl_str_each_var(topic, check_topic_var, rc);
     tmpl_str_free(topic);
+    if (r->request && r->request->reply_topic)
+        check_reply_topic(rc);
 }
 
 int conf_route_read(struct conf_loader *ld, yaml_node_t *v, struct conf_route *r, size_t idx)
@@ -603,6 +753,20 @@ void conf_route_free(struct conf_route *r)
         free(r->observe->device_field);
         free(r->observe->data_field);
         free(r->observe->require);
+        if (r->observe->queue) {
+            free(r->observe->queue->report_topic);
+            free(r->observe->queue->id_field);
+            free(r->observe->queue);
+        }
+        if (r->observe->fetch) {
+            free(r->observe->fetch->topic);
+            free(r->observe->fetch->response_topic);
+            free(r->observe->fetch);
+        }
         free(r->observe);
+    }
+    if (r->request) {
+        free(r->request->reply_topic);
+        free(r->request);
     }
 }

@@ -13,6 +13,7 @@
 #include "coap2mqtt/log.h"
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/north.h"
+#include "coap2mqtt/request.h"
 #include "coap2mqtt/route.h"
 #include "coap2mqtt/south.h"
 #include "coap2mqtt/spool.h"
@@ -79,7 +80,7 @@ static void on_north_connected(void *arg)
 static int run(const struct conf *conf)
 {
     struct route_table *routes = NULL;
-    struct uplink_ops ops = {.publish = publish_spooled};
+    struct uplink_ops ops = {.publish = publish_spooled, .request = request_send};
     struct spool_limits limits = {
         .max_messages = conf->spool.max_messages,
         .max_bytes = conf->spool.max_bytes,
@@ -122,6 +123,8 @@ static int run(const struct conf *conf)
         char *const *filters = south_observe_filters(&n_filters);
         rc = north_subscribe(filters, n_filters, south_observe_message);
     }
+    if (rc == 0)
+        rc = request_init(conf, south_answer, south_pending_free);
     if (rc == 0) {
         log_msg(LOG_NOTICE, "main: ready gateway=%s listeners=%zu routes=%zu devices=%zu",
                 conf->gateway_name, conf->coap.n_listeners, conf->n_routes, conf->n_devices);
@@ -132,6 +135,7 @@ static int run(const struct conf *conf)
     /* Hand what is in flight to the broker, take in the acknowledgements, keep the rest. */
     north_stop(SHUTDOWN_FLUSH_MS);
     loop_drain_jobs();
+    request_free();
     spool_close(south_pending_free);
     south_free();
     north_free();

@@ -576,7 +576,8 @@ int north_start(void)
     return connect_now();
 }
 
-int north_publish(const char *topic, const void *payload, size_t len, int qos, bool retain)
+static int send_now(const char *topic, const void *payload, size_t len, int qos, bool retain,
+                    MQTTProperties *props)
 {
     MQTTAsync_message msg = MQTTAsync_message_initializer;
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
@@ -588,6 +589,8 @@ int north_publish(const char *topic, const void *payload, size_t len, int qos, b
     msg.payloadlen = (int)len;
     msg.qos = qos;
     msg.retained = retain;
+    if (props)
+        msg.properties = *props;
     rc = MQTTAsync_sendMessage(N.client, topic, &msg, &ro);
     if (rc == MQTTASYNC_SUCCESS)
         return 0;
@@ -595,6 +598,35 @@ int north_publish(const char *topic, const void *payload, size_t len, int qos, b
         return -ENOBUFS;
     log_msg(LOG_WARNING, "north: publish failed topic=%s rc=%d", topic, rc);
     return -EIO;
+}
+
+int north_publish(const char *topic, const void *payload, size_t len, int qos, bool retain)
+{
+    return send_now(topic, payload, len, qos, retain, NULL);
+}
+
+int north_publish_request(const char *topic, const void *payload, size_t len, int qos,
+                          const char *response_topic, const char *correlation)
+{
+    MQTTProperties props = MQTTProperties_initializer;
+    MQTTProperty p;
+    int rc;
+
+    if (N.conf->mqtt.protocol != CONF_MQTT_5)
+        return send_now(topic, payload, len, qos, false, NULL);
+    /* MQTT 5 request/response (4.10): the responder needs neither our topic scheme nor ids. */
+    p.identifier = MQTTPROPERTY_CODE_RESPONSE_TOPIC;
+    p.value.data.data = (char *)response_topic;
+    p.value.data.len = (int)strlen(response_topic);
+    rc = MQTTProperties_add(&props, &p);
+    p.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA;
+    p.value.data.data = (char *)correlation;
+    p.value.data.len = (int)strlen(correlation);
+    if (rc == 0)
+        rc = MQTTProperties_add(&props, &p);
+    rc = rc == 0 ? send_now(topic, payload, len, qos, false, &props) : -ENOMEM;
+    MQTTProperties_free(&props);
+    return rc;
 }
 
 bool north_connected(void)

@@ -57,6 +57,8 @@ int route_table_build(const struct conf *conf, struct route_table **out, char *e
         rc = tmpl_path_parse(c->path, &r->path, why, sizeof(why));
         if (rc == 0)
             rc = tmpl_str_parse(c->topic, &r->topic, why, sizeof(why));
+        if (rc == 0 && c->request)
+            rc = tmpl_str_parse(c->request->reply_topic, &r->reply_topic, why, sizeof(why));
         if (rc < 0) {
             if (rc == -EINVAL)
                 snprintf(err, errlen, "route '%s': %s", c->name, why);
@@ -76,6 +78,7 @@ void route_table_free(struct route_table *t)
     for (size_t i = 0; i < t->n; i++) {
         tmpl_path_free(t->routes[i].path);
         tmpl_str_free(t->routes[i].topic);
+        tmpl_str_free(t->routes[i].reply_topic);
         for (size_t q = 0; t->routes[i].query_vars && q < t->routes[i].conf->n_query; q++)
             free(t->routes[i].query_vars[q]);
         free(t->routes[i].query_vars);

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "coap2mqtt/attrs.h"
+#include "coap2mqtt/buf.h"
 #include "coap2mqtt/codec.h"
 #include "coap2mqtt/log.h"
 #include "coap2mqtt/loop.h"
@@ -26,26 +29,41 @@ static struct {
     unsigned sessions;
 } S;
 
-/* A CON request whose answer waits for the broker (ack: broker): the spool holds this as the
- * reading's waiter; libcoap holds the exchange as an async entry (the device got an empty
- * ACK and waits for the separate response). */
+/* A request whose answer comes later: after the broker's acknowledgement (ack: broker; the
+ * spool holds this as the reading's waiter) or with a reply from MQTT (request routes). libcoap
+ * holds the exchange as an async entry: a CON device got an empty ACK and waits for the
+ * separate response. */
 struct south_pending {
     coap_session_t *session; /* referenced while we wait */
     uint8_t token[8];
     size_t token_len;
+    bool accept_cbor; /* the device asked for CBOR (Accept) */
     unsigned code;
+    uint8_t *body; /* the answer's body, NULL when none */
+    size_t len;
 };
 
-static struct south_pending *pending_new(coap_session_t *session, const coap_pdu_t *request)
+/* What a waiter is made from (uplink_req.waiter_new). */
+struct pending_origin {
+    coap_session_t *session;
+    const coap_pdu_t *request;
+};
+
+static void *pending_new(const void *ctx)
 {
+    const struct pending_origin *o = ctx;
     struct south_pending *p = calloc(1, sizeof(*p));
-    coap_bin_const_t tok = coap_pdu_get_token(request);
+    coap_bin_const_t tok = coap_pdu_get_token(o->request);
+    coap_opt_iterator_t it;
+    coap_opt_t *accept = coap_check_option(o->request, COAP_OPTION_ACCEPT, &it);
 
     if (!p)
         return NULL;
-    p->session = coap_session_reference(session);
+    p->session = coap_session_reference(o->session);
     p->token_len = tok.length <= sizeof(p->token) ? tok.length : sizeof(p->token);
     memcpy(p->token, tok.s, p->token_len);
+    p->accept_cbor = accept && coap_decode_var_bytes(coap_opt_value(accept),
+                                                     coap_opt_length(accept)) == CODEC_CF_CBOR;
     return p;
 }
 
@@ -56,13 +74,13 @@ void south_pending_free(void *waiter)
     if (!p)
         return;
     coap_session_release(p->session);
+    free(p->body);
     free(p);
 }
 
-/* The broker has the reading: let libcoap run the handler again for the separate answer. */
-void south_acked(void *waiter)
+/* Let libcoap run the handler again for the separate answer, if the exchange is still there. */
+static void trigger(struct south_pending *p)
 {
-    struct south_pending *p = waiter;
     coap_bin_const_t tok = {p->token_len, p->token};
     coap_async_t *async = coap_find_async(p->session, tok);
 
@@ -73,6 +91,67 @@ void south_acked(void *waiter)
     }
     coap_async_set_app_data(async, p);
     coap_async_trigger(async);
+}
+
+/* The broker has the reading. */
+void south_acked(void *waiter)
+{
+    trigger(waiter);
+}
+
+void south_answer(void *waiter, unsigned code, const uint8_t *body, size_t len)
+{
+    struct south_pending *p = waiter;
+
+    p->code = code;
+    if (len) {
+        p->body = malloc(len);
+        if (p->body) {
+            memcpy(p->body, body, len);
+            p->len = len;
+        } else {
+            p->code = 500;
+        }
+    }
+    trigger(p);
+}
+
+static void release_body(coap_session_t *session, void *body)
+{
+    (void)session;
+    free(body);
+}
+
+/* A reply from MQTT as the response body: JSON stays JSON (or becomes CBOR when the device
+ * asked for it), anything else goes as octets. */
+static void answer_body(coap_resource_t *resource, coap_session_t *session,
+                        const coap_pdu_t *request, coap_pdu_t *response, struct south_pending *p)
+{
+    struct json_object *doc = NULL;
+    struct buf cbor = BUF_INIT;
+    uint16_t cf = COAP_MEDIATYPE_APPLICATION_OCTET_STREAM;
+    uint8_t *data = p->body;
+    size_t len = p->len;
+    char why[8];
+
+    if (p->code / 100 != 2) {
+        coap_add_data(response, len, data); /* diagnostic text (RFC 7252 5.5.2) */
+        return;
+    }
+    if (codec_decode(CONF_FMT_JSON, p->body, p->len, NULL, &doc, why, sizeof(why)) == 0) {
+        cf = COAP_MEDIATYPE_APPLICATION_JSON;
+        if (p->accept_cbor && codec_encode_cbor(doc, &cbor) == 0) {
+            cf = COAP_MEDIATYPE_APPLICATION_CBOR;
+            free(p->body);
+            len = cbor.len;
+            data = (uint8_t *)buf_steal(&cbor);
+        }
+        json_object_put(doc);
+    }
+    buf_free(&cbor);
+    p->body = NULL; /* libcoap owns it now (it may send it block by block) */
+    coap_add_data_large_response(resource, session, request, response, NULL, cf, -1, 0, len,
+                                 data, release_body, data);
 }
 
 static void set_error(coap_pdu_t *response, unsigned code, const char *diag, unsigned max_age)
@@ -132,7 +211,7 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     size_t len = 0, offset = 0, total = 0;
     const uint8_t *data = NULL;
 
-    struct south_pending *pending = NULL;
+    struct pending_origin origin = {session, request};
     coap_async_t *async;
     coap_mid_t mid = coap_pdu_get_mid(request);
     unsigned code, max_age;
@@ -145,6 +224,8 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
         struct south_pending *p = coap_async_get_app_data(async);
         if (p) {
             coap_pdu_set_code(response, COAP_RESPONSE_CODE(p->code));
+            if (p->body)
+                answer_body(resource, session, request, response, p);
             coap_async_set_app_data(async, NULL);
             south_pending_free(p);
         }
@@ -200,10 +281,8 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     req.len = len;
     req.auth = south_dtls_session_auth(session, &req.auth_id, &req.auth_id_len);
     req.confirmable = coap_pdu_get_type(request) == COAP_MESSAGE_CON;
-    if (req.confirmable) {
-        pending = pending_new(session, request);
-        req.waiter = pending;
-    }
+    req.waiter_new = pending_new;
+    req.waiter_ctx = &origin;
     uplink_handle(&req, &res);
     stats_count(STATS_RECEIVED, res.route);
     if (res.code / 100 == 2)
@@ -214,8 +293,9 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
         stats_count(STATS_REJECTED, res.route);
     south_dedup_store(peer, (uint16_t)mid, res.code, res.max_age);
     if (res.pending) {
-        /* Taken: the spool owns pending now. An empty ACK goes out; the answer follows. */
-        pending->code = res.code;
+        /* Taken: the spool or the request owns the waiter now. An empty ACK goes out; the
+         * answer follows. */
+        ((struct south_pending *)res.waiter)->code = res.code;
         if (!coap_register_async(session, request, 0)) {
             /* Should not happen (token already registered): answer now rather than never. */
             log_msg(LOG_WARNING, "south: cannot defer the answer peer=%s", peer);
@@ -223,7 +303,7 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
         }
         return;
     }
-    south_pending_free(pending);
+    south_pending_free(res.waiter);
     if (res.code / 100 == 2)
         coap_pdu_set_code(response, COAP_RESPONSE_CODE(res.code));
     else

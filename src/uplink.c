@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <json-c/json.h>
 
@@ -23,6 +24,8 @@ static struct {
     struct tmpl_str *announce_topic;
     struct tmpl_str *announce_payload;
     struct tmpl_str *attributes_topic;
+    uint32_t next_request_id; /* random start: a reply to a request of an earlier run never
+                               * matches one of this run */
 } U;
 
 /* Everything one request carries through the pipeline. */
@@ -35,6 +38,7 @@ struct uplink_job {
     enum conf_format fmt;
     struct json_object *body; /* decoded body, owned */
     struct json_object *data; /* the part to shape (body or body_field), borrowed */
+    char request_id[12]; /* request routes: {request_id} */
 };
 
 int uplink_init(const struct conf *conf, const struct route_table *routes,
@@ -47,6 +51,9 @@ int uplink_init(const struct conf *conf, const struct route_table *routes,
     U.conf = conf;
     U.routes = routes;
     U.ops = *ops;
+    if (getrandom(&U.next_request_id, sizeof(U.next_request_id), 0) != sizeof(U.next_request_id))
+        U.next_request_id = (uint32_t)loop_wall_ms();
+    U.next_request_id %= 1000000000u;
     if (conf->announce.topic) {
         rc = tmpl_str_parse(conf->announce.topic, &U.announce_topic, err, sizeof(err));
         if (rc == 0)
@@ -109,6 +116,8 @@ static bool lookup(void *ctx, const char *name, struct tmpl_slice *v)
         s = j->device->name;
     else if (strcmp(name, "type") == 0 && j->device)
         s = j->device->type;
+    else if (strcmp(name, "request_id") == 0 && j->request_id[0])
+        s = j->request_id;
     if (s) {
         v->s = s;
         v->len = strlen(s);
@@ -307,6 +316,51 @@ out:
     return rc;
 }
 
+static void *new_waiter(struct uplink_job *j)
+{
+    if (!j->req->waiter_new)
+        return NULL;
+    j->res->waiter = j->req->waiter_new(j->req->waiter_ctx);
+    return j->res->waiter;
+}
+
+/* A request route: the answer is the first message on the request's reply topic. */
+static int send_request(struct uplink_job *j, const struct buf *topic, const struct buf *body)
+{
+    struct buf reply = BUF_INIT;
+    const char *bad = NULL;
+    void *waiter;
+    int rc = tmpl_str_expand(j->route->reply_topic, lookup, j, TMPL_TOPIC, &reply, &bad);
+
+    if (rc < 0 || reply.len == 0) {
+        fail(j, rc == -ENOMEM ? 500 : 400,
+             "reply topic variable '%s' is empty or holds '+', '#' or '/'", bad ? bad : "?");
+        buf_free(&reply);
+        return -1;
+    }
+    waiter = new_waiter(j);
+    if (!waiter || !U.ops.request) {
+        fail(j, 500, "cannot wait for a reply");
+        buf_free(&reply);
+        return -1;
+    }
+    rc = U.ops.request(U.ops.ctx, j->route->conf, j->device ? j->device->name : NULL,
+                       (const char *)topic->data, body->data, body->len,
+                       (const char *)reply.data, j->request_id, waiter);
+    buf_free(&reply);
+    if (rc == -ENOTCONN || rc == -ENOBUFS) {
+        j->res->max_age = U.conf->spool.retry_after ? (unsigned)U.conf->spool.retry_after : 30;
+        fail(j, 503, rc == -ENOTCONN ? "no broker to answer, retry later"
+                                     : "too many requests waiting, retry later");
+        return -1;
+    }
+    if (rc < 0) {
+        fail(j, 500, "cannot send the request");
+        return -1;
+    }
+    return 0;
+}
+
 static unsigned success_code(unsigned method)
 {
     switch (method) {
@@ -397,7 +451,11 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
         .n_csv_keys = j.route->conf->n_csv_keys,
         .csv_separator = j.route->conf->csv_separator ? j.route->conf->csv_separator : ',',
     };
-    rc = codec_decode(j.fmt, req->body, req->len, &opts, &j.body, why, sizeof(why));
+    /* A question may come without a body (GET .../state): it is asked with none. */
+    if (req->len == 0 && j.route->reply_topic)
+        rc = 0;
+    else
+        rc = codec_decode(j.fmt, req->body, req->len, &opts, &j.body, why, sizeof(why));
     if (rc < 0) {
         if (rc == -EINVAL)
             fail(&j, 400, "%s", why);
@@ -410,6 +468,9 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
         goto out;
     if (encode(&j, &out) < 0)
         goto out;
+    if (j.route->reply_topic)
+        snprintf(j.request_id, sizeof(j.request_id), "%u",
+                 (unsigned)(U.next_request_id++ % 1000000000u));
     rc = tmpl_str_expand(j.route->topic, lookup, &j, TMPL_TOPIC, &topic, &bad);
     if (rc == 0 && topic.len == 0)
         rc = -EINVAL;
@@ -420,11 +481,18 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
     }
     if (announce(&j) < 0)
         goto out;
-    /* ack: broker holds the answer of a CON request until the broker has the reading. */
-    waiter = j.route->conf->ack == CONF_ACK_BROKER && req->confirmable ? req->waiter : NULL;
-    if (publish(&j, (const char *)topic.data, out.data, out.len, j.route->conf->qos,
-                j.route->conf->retain, waiter) < 0)
-        goto out;
+    if (j.route->reply_topic) {
+        if (send_request(&j, &topic, &out) < 0)
+            goto out;
+        waiter = res->waiter;
+    } else {
+        /* ack: broker holds the answer of a CON request until the broker has the reading. */
+        waiter = j.route->conf->ack == CONF_ACK_BROKER && req->confirmable ? new_waiter(&j)
+                                                                             : NULL;
+        if (publish(&j, (const char *)topic.data, out.data, out.len, j.route->conf->qos,
+                    j.route->conf->retain, waiter) < 0)
+            goto out;
+    }
     if (j.device) {
         j.device->last_seen_ms = loop_now_ms();
         if (j.route->conf->cache_client)
@@ -435,7 +503,8 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
     log_msg(LOG_DEBUG,
             "south: accepted peer=%s route=%s device=\"%s\" topic=%s bytes=%zu answer=%s",
             req->peer ? req->peer : "-", j.route->conf->name, j.device ? j.device->name : "-",
-            (const char *)topic.data, out.len, waiter ? "after-broker" : "now");
+            (const char *)topic.data, out.len,
+            j.route->reply_topic ? "on-reply" : waiter ? "after-broker" : "now");
 out:
     json_object_put(j.body);
     buf_free(&topic);

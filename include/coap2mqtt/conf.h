@@ -90,6 +90,23 @@ enum conf_shape {
     CONF_SHAPE_REPLY,      /* {"device":..,"id":<path variable id>,"data":body} (RPC replies) */
 };
 
+/* Messages held for a device that is not observing now (server-side RPC to sleepy devices):
+ * each is delivered once, in order; what waits too long or overflows is reported. */
+struct conf_queue {
+    int max;            /* messages per device, default 16 */
+    int expiry;         /* seconds a message may wait, default 300 */
+    char *report_topic; /* template ({device}, {gateway}): {"device","id","data":{"error"}} */
+    char *id_field;     /* the message's id, copied into the report; default "id" */
+};
+
+/* Shared attributes a read asks for that the cache lacks are asked of the server
+ * (ThingsBoard gateway API: {"id","device","client":false,"keys":[..]} and its response). */
+struct conf_fetch {
+    char *topic;          /* where the request goes, template ({gateway}) */
+    char *response_topic; /* where the answer comes, template ({gateway}) */
+    int timeout;          /* seconds, default 5: then the read answers what is known */
+};
+
 /* A gateway resource that devices observe (RFC 7641), fed by MQTT messages. */
 struct conf_observe {
     char *subscribe; /* MQTT topic filter template; {device} matches one level */
@@ -98,6 +115,15 @@ struct conf_observe {
     char *require; /* only messages whose data has this key (e.g. "method") */
     int cache_shared; /* 1: keep the data as the device's shared attributes */
     bool confirmable; /* CON notifications (default true) */
+    struct conf_queue *queue; /* NULL: the resource holds the latest message (a state) */
+    struct conf_fetch *fetch; /* NULL: reads answer from the cache only */
+};
+
+/* A request answered from MQTT (client-side RPC): published with an id, the first message
+ * on its reply topic becomes the CoAP response. */
+struct conf_request {
+    char *reply_topic; /* template; must use {request_id} */
+    int timeout;       /* seconds before 5.04, default 10 */
 };
 
 enum conf_csv_layout {
@@ -142,6 +168,7 @@ struct conf_route {
     bool retain;
     enum conf_ack ack; /* default: broker for QoS 1 and 2, received for QoS 0 */
     struct conf_observe *observe; /* NULL for uplink routes */
+    struct conf_request *request; /* NULL unless the request is answered from MQTT */
     int cache_client; /* 1: keep the body as the device's client attributes */
     struct conf_mark mark;
 };

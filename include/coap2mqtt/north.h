@@ -55,6 +55,10 @@ const struct north_counters *north_counters(void);
  * @return 0, -ENOTCONN, -ENOBUFS when Paho's buffer is full, -EIO on other failures.
  */
 int north_publish(const char *topic, const void *payload, size_t len, int qos, bool retain);
+/* Like north_publish(), for a request: with MQTT 5 it carries response_topic and
+ * correlation as properties (MQTT 3.1.1: the topics themselves carry the id). */
+int north_publish_request(const char *topic, const void *payload, size_t len, int qos,
+                          const char *response_topic, const char *correlation);
 bool north_connected(void);
 /* Flush what is in flight (up to timeout_ms), publish the offline status, disconnect. */
 void north_stop(unsigned timeout_ms);

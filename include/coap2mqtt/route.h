@@ -12,6 +12,7 @@ struct route {
     const struct conf_route *conf;
     struct tmpl_path *path;
     struct tmpl_str *topic;
+    struct tmpl_str *reply_topic; /* request routes only */
     char **query_vars; /* per conf query entry: capture name, or NULL for a literal */
 };
 

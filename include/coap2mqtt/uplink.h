@@ -36,14 +36,19 @@ struct uplink_req {
     size_t auth_id_len;
     const char *peer; /* printable peer address, for logs */
     bool confirmable; /* a CON request: can wait for the broker (ack: broker) */
-    void *waiter; /* handed to the spool when the answer waits for the broker */
+    /* Makes the handle of an answer that comes later (waiting for the broker's
+     * acknowledgement, or a reply from MQTT); NULL when answers cannot wait. */
+    void *(*waiter_new)(const void *ctx);
+    const void *waiter_ctx;
 };
 
 struct uplink_res {
     unsigned code; /* class * 100 + detail: 204 = 2.04, 401 = 4.01 */
     unsigned max_age; /* seconds; sent with 5.03 */
     char diag[160]; /* diagnostic payload of an error response */
-    bool pending; /* taken; answer `code` when the broker acknowledges (req->waiter) */
+    bool pending; /* taken; the answer comes later through waiter (`code` once the broker
+                   * acknowledges, or a reply from MQTT) */
+    void *waiter; /* what waiter_new() made; the caller frees it when !pending */
     const struct conf_route *route; /* the matched route, NULL when none */
 };
 
@@ -52,6 +57,11 @@ struct uplink_res {
 struct uplink_ops {
     int (*publish)(void *ctx, const char *topic, const uint8_t *payload, size_t len, int qos,
                    bool retain, void *waiter);
+    /* Request routes: publish now and answer waiter with the reply on reply_topic. 0 when
+     * taken (waiter is then the callee's), -ENOTCONN / -ENOBUFS (5.03), other < 0 (5.00). */
+    int (*request)(void *ctx, const struct conf_route *route, const char *device,
+                   const char *topic, const uint8_t *payload, size_t len,
+                   const char *reply_topic, const char *request_id, void *waiter);
     void *ctx;
 };
 

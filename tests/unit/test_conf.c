@@ -152,7 +152,7 @@ static void test_shipped_example_defaults(void **state)
     assert_string_equal(c->stats.topic, "coap2mqtt/{gateway}/stats");
     assert_string_equal(c->announce.topic, "v1/gateway/connect");
     assert_string_equal(c->announce.payload, "{\"device\":\"{device}\",\"type\":\"{type}\"}");
-    assert_int_equal(c->n_routes, 8);
+    assert_int_equal(c->n_routes, 9);
     assert_string_equal(c->routes[0].name, "tb-telemetry"); /* include order kept */
     r = conf_route_find(c, "tb-telemetry");
     assert_non_null(r);
@@ -229,7 +229,7 @@ static void test_included_examples_alone(void **state)
 
     assert_int_equal(conf_load("../../config/profiles/thingsboard.yaml", &c, &diag), 0);
     assert_int_equal(c->n_devices, 0);
-    assert_int_equal(c->n_routes, 8);
+    assert_int_equal(c->n_routes, 9);
     assert_int_equal(c->coap.n_listeners, 1); /* no credentials: plain CoAP only */
     assert_string_equal(c->announce.attributes_topic, "v1/gateway/attributes");
     assert_int_equal(c->announce.qos, 1);

@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/* Device requests answered from MQTT: pending requests matched to replies by topic. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coap2mqtt/buf.h"
+#include "coap2mqtt/log.h"
+#include "coap2mqtt/loop.h"
+#include "coap2mqtt/north.h"
+#include "coap2mqtt/request.h"
+
+/* A device waits on each: bounded so a flood of requests cannot take all memory. */
+#define REQUEST_MAX_WAITING 256
+
+struct pending {
+    const struct conf_route *route;
+    char *reply_topic;
+    char *device;
+    uint64_t deadline_ms;
+    void *waiter;
+    struct pending *next;
+};
+
+static struct {
+    const struct conf *conf;
+    request_answer_fn answer;
+    request_drop_fn drop;
+    char **filters;
+    size_t n_filters;
+    struct pending *list; /* oldest first */
+    size_t n;
+    struct loop_timer timer;
+} R;
+
+/* A reply topic template as a subscription: every level with a variable but {gateway}
+ * becomes '+' (the exact topic of each request is matched on arrival). */
+static char *filter_of(const char *tmpl, const char *gateway)
+{
+    struct buf b = BUF_INIT;
+    const char *p = tmpl;
+
+    for (;;) {
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+
+        if (n == 9 && !memcmp(p, "{gateway}", 9))
+            buf_append_str(&b, gateway);
+        else if (memchr(p, '{', n))
+            buf_append_byte(&b, '+');
+        else
+            buf_append(&b, p, n);
+        if (!end)
+            break;
+        buf_append_byte(&b, '/');
+        p = end + 1;
+    }
+    return buf_steal(&b);
+}
+
+static void arm_timer(void)
+{
+    uint64_t now = loop_now_ms(), first = UINT64_MAX;
+
+    for (struct pending *p = R.list; p; p = p->next)
+        if (p->deadline_ms < first)
+            first = p->deadline_ms;
+    if (first == UINT64_MAX)
+        loop_timer_cancel(&R.timer);
+    else
+        loop_timer_set(&R.timer, first > now ? first - now : 0);
+}
+
+static void unlink_pending(struct pending *victim)
+{
+    for (struct pending **pp = &R.list; *pp; pp = &(*pp)->next)
+        if (*pp == victim) {
+            *pp = victim->next;
+            R.n--;
+            return;
+        }
+}
+
+static void free_pending(struct pending *p)
+{
+    free(p->reply_topic);
+    free(p->device);
+    free(p);
+}
+
+static void on_timeout(struct loop_timer *t)
+{
+    uint64_t now = loop_now_ms();
+    struct pending *p = R.list;
+
+    (void)t;
+    while (p) {
+        struct pending *next = p->next;
+        if (p->deadline_ms <= now) {
+            char diag[80];
+            int n = snprintf(diag, sizeof(diag), "no reply within %d s", p->route->request->timeout);
+
+            unlink_pending(p);
+            log_msg(LOG_INFO, "request: timed out route=%s device=\"%s\" reply_topic=%s",
+                    p->route->name, p->device ? p->device : "-", p->reply_topic);
+            R.answer(p->waiter, 504, (const uint8_t *)diag, (size_t)n);
+            free_pending(p);
+        }
+        p = next;
+    }
+    arm_timer();
+}
+
+static void on_reply(const char *topic, const uint8_t *payload, size_t len)
+{
+    for (struct pending *p = R.list; p; p = p->next) {
+        if (strcmp(p->reply_topic, topic) != 0)
+            continue;
+        unlink_pending(p);
+        log_msg(LOG_DEBUG, "request: answered route=%s device=\"%s\" bytes=%zu", p->route->name,
+                p->device ? p->device : "-", len);
+        R.answer(p->waiter, 205, payload, len);
+        free_pending(p);
+        arm_timer();
+        return;
+    }
+    /* Late (after 5.04), a duplicate, or another gateway's: nobody waits for it. */
+    log_msg(LOG_DEBUG, "request: reply nobody waits for topic=%s", topic);
+}
+
+int request_init(const struct conf *conf, request_answer_fn answer, request_drop_fn drop)
+{
+    memset(&R, 0, sizeof(R));
+    R.conf = conf;
+    R.answer = answer;
+    R.drop = drop;
+    R.timer.cb = on_timeout;
+    for (size_t i = 0; i < conf->n_routes; i++)
+        R.n_filters += conf->routes[i].request != NULL;
+    if (!R.n_filters)
+        return 0;
+    R.filters = calloc(R.n_filters, sizeof(*R.filters));
+    if (!R.filters)
+        return -ENOMEM;
+    R.n_filters = 0;
+    for (size_t i = 0; i < conf->n_routes; i++) {
+        if (!conf->routes[i].request)
+            continue;
+        R.filters[R.n_filters] = filter_of(conf->routes[i].request->reply_topic,
+                                           conf->gateway_name);
+        if (!R.filters[R.n_filters])
+            return -ENOMEM;
+        R.n_filters++;
+    }
+    return north_subscribe(R.filters, R.n_filters, on_reply);
+}
+
+int request_send(void *ctx, const struct conf_route *route, const char *device,
+                 const char *topic, const uint8_t *payload, size_t len, const char *reply_topic,
+                 const char *request_id, void *waiter)
+{
+    struct pending *p;
+    int rc;
+
+    (void)ctx;
+    if (R.n >= REQUEST_MAX_WAITING)
+        return -ENOBUFS;
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->route = route;
+    p->reply_topic = strdup(reply_topic);
+    p->device = device ? strdup(device) : NULL;
+    if (!p->reply_topic || (device && !p->device)) {
+        free_pending(p);
+        return -ENOMEM;
+    }
+    /* Replies arrive as loop jobs: registering after the publish cannot miss one. */
+    rc = north_publish_request(topic, payload, len, route->qos, reply_topic, request_id);
+    if (rc < 0) {
+        free_pending(p);
+        return rc;
+    }
+    p->waiter = waiter;
+    p->deadline_ms = loop_now_ms() + (uint64_t)route->request->timeout * 1000u;
+    /* Appended: replies for the same topic (there are none: ids are unique) go oldest first. */
+    struct pending **tail = &R.list;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = p;
+    R.n++;
+    arm_timer();
+    log_msg(LOG_DEBUG, "request: sent route=%s device=\"%s\" topic=%s reply_topic=%s",
+            route->name, device ? device : "-", topic, reply_topic);
+    return 0;
+}
+
+size_t request_waiting(void)
+{
+    return R.n;
+}
+
+void request_free(void)
+{
+    struct pending *p = R.list;
+
+    loop_timer_cancel(&R.timer);
+    while (p) {
+        struct pending *next = p->next;
+        if (R.drop)
+            R.drop(p->waiter);
+        free_pending(p);
+        p = next;
+    }
+    for (size_t i = 0; i < R.n_filters; i++)
+        free(R.filters[i]);
+    free(R.filters);
+    memset(&R, 0, sizeof(R));
+}
