@@ -109,6 +109,13 @@ int attrs_read(const char *device, const char *client_keys, const char *shared_k
     return rc;
 }
 
+struct json_object *attrs_scope(const char *device, enum attrs_scope scope)
+{
+    struct dev_attrs *d = find(device, false);
+
+    return d ? d->scope[scope] : NULL;
+}
+
 void attrs_free(void)
 {
     while (all) {

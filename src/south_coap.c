@@ -41,7 +41,12 @@ struct south_pending {
     unsigned code;
     uint8_t *body; /* the answer's body, NULL when none */
     size_t len;
+    /* Triggered, waiting for libcoap to run the handler: libcoap's async entry holds it
+     * and cannot release it, so south_free() must. */
+    struct south_pending *prev, *next;
 };
+
+static struct south_pending *triggered;
 
 /* What a waiter is made from (uplink_req.waiter_new). */
 struct pending_origin {
@@ -91,6 +96,22 @@ static void trigger(struct south_pending *p)
     }
     coap_async_set_app_data(async, p);
     coap_async_trigger(async);
+    p->prev = NULL;
+    p->next = triggered;
+    if (triggered)
+        triggered->prev = p;
+    triggered = p;
+}
+
+static void untrigger(struct south_pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else if (triggered == p)
+        triggered = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
 }
 
 /* The broker has the reading. */
@@ -227,6 +248,7 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
             if (p->body)
                 answer_body(resource, session, request, response, p);
             coap_async_set_app_data(async, NULL);
+            untrigger(p);
             south_pending_free(p);
         }
         return;
@@ -284,6 +306,8 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     req.waiter_new = pending_new;
     req.waiter_ctx = &origin;
     uplink_handle(&req, &res);
+    if (res.device)
+        south_observe_device_seen(res.device);
     stats_count(STATS_RECEIVED, res.route);
     if (res.code / 100 == 2)
         stats_count(STATS_ACCEPTED, res.route);
@@ -310,6 +334,15 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
         set_error(response, res.code, res.diag, res.max_age);
 }
 
+/* libcoap has one NACK handler per context: each part that sends CON messages gets its say. */
+static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
+                    const coap_nack_reason_t reason, const coap_mid_t mid)
+{
+    (void)sent;
+    south_observe_nack(session, mid, reason);
+    south_keepalive_nack(session, mid, reason);
+}
+
 static int event_handler(coap_session_t *session, const coap_event_t event)
 {
     switch (event) {
@@ -325,6 +358,7 @@ static int event_handler(coap_session_t *session, const coap_event_t event)
         if (S.sessions)
             S.sessions--;
         south_keepalive_session_del(session);
+        south_observe_session_gone(session);
         south_dtls_session_gone(session);
         break;
     case COAP_EVENT_DTLS_ERROR:
@@ -416,6 +450,7 @@ int south_init(const struct conf *conf)
     coap_context_set_max_handshake_sessions(S.ctx, conf->coap.max_sessions < 100
                                                         ? conf->coap.max_sessions : 100);
     coap_register_event_handler(S.ctx, event_handler);
+    coap_register_nack_handler(S.ctx, on_nack);
     for (size_t i = 0; i < conf->coap.n_listeners; i++)
         if (conf->coap.listeners[i].scheme == CONF_SCHEME_COAPS)
             dtls = true;
@@ -459,6 +494,14 @@ void south_free(void)
         loop_timer_cancel(&S.tick);
         if (S.fd.fd >= 0)
             loop_fd_del(&S.fd);
+        /* Answers triggered while shutting down (the broker's last acknowledgements) go out
+         * now; whatever libcoap still holds after that is released here. */
+        coap_io_process(S.ctx, COAP_IO_NO_WAIT);
+        while (triggered) {
+            struct south_pending *p = triggered;
+            untrigger(p);
+            south_pending_free(p);
+        }
         coap_free_context(S.ctx);
         S.ctx = NULL;
     }

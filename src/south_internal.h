@@ -24,6 +24,10 @@ void south_dtls_session_gone(coap_session_t *session);
 int south_observe_init(coap_context_t *ctx, const struct conf *conf,
                        coap_method_handler_t other_methods);
 void south_observe_free(void);
+/* A notification failed; a session went away; a device was heard from (queue routes). */
+void south_observe_nack(coap_session_t *session, coap_mid_t mid, coap_nack_reason_t reason);
+void south_observe_session_gone(coap_session_t *session);
+void south_observe_device_seen(const char *device);
 
 /* Keepalive pings on idle server sessions (south_keepalive.c); seconds 0 = off. */
 void south_keepalive_init(coap_context_t *ctx, unsigned seconds);
@@ -31,6 +35,7 @@ void south_keepalive_free(void);
 void south_keepalive_session_new(coap_session_t *s);
 void south_keepalive_session_del(coap_session_t *s);
 void south_keepalive_touch(coap_session_t *s);
+void south_keepalive_nack(coap_session_t *s, coap_mid_t mid, coap_nack_reason_t reason);
 
 /* Duplicate suppression (south_dedup.c): answers by (peer, message ID). */
 int south_dedup_init(void);

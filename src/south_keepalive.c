@@ -79,12 +79,10 @@ static void on_pong(coap_session_t *s, const coap_pdu_t *received, const coap_mi
     }
 }
 
-static void on_nack(coap_session_t *s, const coap_pdu_t *sent, const coap_nack_reason_t reason,
-                    const coap_mid_t mid)
+void south_keepalive_nack(coap_session_t *s, coap_mid_t mid, coap_nack_reason_t reason)
 {
-    struct ka_session *k = find(s);
+    struct ka_session *k = K.idle_ms ? find(s) : NULL;
 
-    (void)sent;
     if (!k || k->ping != mid)
         return;
     k->ping = COAP_INVALID_MID;
@@ -119,7 +117,6 @@ void south_keepalive_init(coap_context_t *ctx, unsigned seconds)
     if (!K.idle_ms)
         return;
     coap_register_pong_handler(ctx, on_pong);
-    coap_register_nack_handler(ctx, on_nack);
     K.timer.cb = on_timer;
     loop_timer_set(&K.timer, K.idle_ms / 4 ? K.idle_ms / 4 : 1);
 }

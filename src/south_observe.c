@@ -14,15 +14,37 @@
 #include "coap2mqtt/buf.h"
 #include "coap2mqtt/codec.h"
 #include "coap2mqtt/log.h"
+#include "coap2mqtt/loop.h"
+#include "coap2mqtt/msgq.h"
+#include "coap2mqtt/north.h"
 #include "coap2mqtt/south.h"
 #include "coap2mqtt/tmpl.h"
 #include "south_internal.h"
+
+/* An observation's key, to tell its NON notifications from a new registration. */
+#define OBS_REGS 4
+struct obs_reg {
+    const void *session; /* compared, never dereferenced */
+    uint8_t token[8];
+    size_t len;
+};
 
 struct obs_res {
     const struct conf_route *route;
     const struct conf_device *device;
     coap_resource_t *res;
     char *data; /* the latest notification (JSON text), NULL before the first */
+    /* Queue routes: each message goes to the device once, in order. */
+    struct msgq queue;    /* waiting */
+    struct msgq inflight; /* sent in CON notifications, not yet known delivered */
+    bool kick_posted;
+    /* The answer to the last registration, for its retransmissions (libcoap does not
+     * suppress duplicate requests; answering again must not take the next message). */
+    const void *reg_session;
+    int reg_mid;
+    char *reg_text;
+    struct obs_reg regs[OBS_REGS]; /* the latest registrations */
+    unsigned next_reg;
     struct obs_res *next;
 };
 
@@ -34,6 +56,9 @@ struct obs_sub {
 };
 
 static struct {
+    const struct conf *conf;
+    struct loop_timer sweep; /* queue expiry and in-flight release */
+    bool any_queue;
     struct obs_res *list;
     struct obs_sub *subs;
     char **filters; /* for north_set_subscriptions() */
@@ -146,21 +171,13 @@ static void answer_attribute_read(const struct obs_res *o, const coap_string_t *
     free(shared);
 }
 
-static void handle_get(coap_resource_t *resource, coap_session_t *session,
-                       const coap_pdu_t *request, const coap_string_t *query,
-                       coap_pdu_t *response)
+/* The answer to one request or notification: JSON text, as CBOR when the device's request
+ * asked for it with Accept (RFC 7252 5.10.4). */
+static void answer_text(const coap_pdu_t *request, coap_pdu_t *response, const char *data)
 {
-    struct obs_res *o = coap_resource_get_userdata(resource);
-    const char *data = o->data ? o->data : "{}";
     coap_opt_iterator_t it;
-    coap_opt_t *accept = coap_check_option(request, COAP_OPTION_ACCEPT, &it);
+    coap_opt_t *accept = request ? coap_check_option(request, COAP_OPTION_ACCEPT, &it) : NULL;
 
-    (void)session;
-    if (o->route->observe->cache_shared && query && query_has_keys(query)) {
-        answer_attribute_read(o, query, response);
-        return;
-    }
-    /* A device that asked for CBOR gets CBOR (RFC 7252 5.10.4 Accept). */
     if (accept && coap_decode_var_bytes(coap_opt_value(accept), coap_opt_length(accept)) ==
                       CODEC_CF_CBOR) {
         struct json_object *doc = json_tokener_parse(data);
@@ -175,6 +192,140 @@ static void handle_get(coap_resource_t *resource, coap_session_t *session,
         return;
     }
     answer(response, CODEC_CF_JSON, (const uint8_t *)data, strlen(data));
+}
+
+/* libcoap 4.3.1 calls the GET handler for the request itself and again for every
+ * notification, then with a copy of the registration that carries the notification's message
+ * ID and type. An ACK is always an answer to a request and a CON always a notification; a
+ * NON is a notification when its (session, token) registered before. */
+static bool is_notification(struct obs_res *o, const coap_session_t *session,
+                            const coap_pdu_t *request, const coap_pdu_t *response)
+{
+    coap_pdu_type_t type = coap_pdu_get_type(response);
+    coap_bin_const_t tok = request ? coap_pdu_get_token(request) : (coap_bin_const_t){0, NULL};
+    struct obs_reg *r;
+
+    if (!request || type == COAP_MESSAGE_CON)
+        return true;
+    for (size_t i = 0; i < OBS_REGS; i++) {
+        r = &o->regs[i];
+        if (type == COAP_MESSAGE_NON && r->session == session && r->len == tok.length &&
+            memcmp(r->token, tok.s, tok.length) == 0)
+            return true;
+    }
+    if (tok.length <= sizeof(r->token)) {
+        r = &o->regs[o->next_reg++ % OBS_REGS];
+        r->session = session;
+        r->len = tok.length;
+        memcpy(r->token, tok.s, tok.length);
+    }
+    return false;
+}
+
+static void job_kick(void *arg);
+static void on_sweep(struct loop_timer *t);
+
+/* Have libcoap notify the observers (after the current pass: not from inside a handler). */
+static void kick(struct obs_res *o)
+{
+    if (o->kick_posted || !o->queue.n)
+        return;
+    o->kick_posted = loop_post(job_kick, o) == 0;
+}
+
+static void job_kick(void *arg)
+{
+    struct obs_res *o = arg;
+
+    o->kick_posted = false;
+    if (o->queue.n && !coap_resource_notify_observers(o->res, NULL))
+        log_msg(LOG_DEBUG, "south: queued for a device not observing route=%s device=\"%s\" "
+                "waiting=%zu", o->route->name, o->device->name, o->queue.n);
+}
+
+/* Longest a CON notification can take before libcoap gives up on it (RFC 7252 4.8.2
+ * MAX_TRANSMIT_WAIT with this gateway's parameters). */
+static uint64_t max_transmit_wait_ms(void)
+{
+    const struct conf_coap *c = &O.conf->coap;
+
+    return (uint64_t)c->ack_timeout * 1000u * ((2u << c->max_retransmit) - 1u) * 3u / 2u;
+}
+
+/* Queue routes: the oldest waiting message, once. */
+static void answer_queued(struct obs_res *o, coap_session_t *session, const coap_pdu_t *request,
+                          coap_pdu_t *response, bool note)
+{
+    struct msgq_item *it;
+
+    if (!note && o->reg_session == session && o->reg_mid == coap_pdu_get_mid(request) &&
+        o->reg_text) {
+        answer_text(request, response, o->reg_text);
+        return;
+    }
+    it = msgq_pop(&o->queue);
+    if (!it) {
+        /* Nothing waits: 2.05 without a body, the observation stays. */
+        coap_pdu_set_code(response, COAP_RESPONSE_CODE(205));
+        return;
+    }
+    answer_text(request, response, it->text);
+    log_msg(LOG_INFO, "south: delivered route=%s device=\"%s\" id=%s as=%s waiting=%zu",
+            o->route->name, o->device->name, it->id ? it->id : "-",
+            note ? "notification" : "response", o->queue.n);
+    if (note && coap_pdu_get_type(response) == COAP_MESSAGE_CON) {
+        it->sent_to = session;
+        it->sent_mid = coap_pdu_get_mid(response);
+        it->sent_until_ms = loop_now_ms() + max_transmit_wait_ms();
+        it->next = NULL;
+        /* in flight: kept in order of sending, for a NACK to put back */
+        msgq_push_front(&o->inflight, it);
+    } else {
+        if (!note) {
+            free(o->reg_text);
+            o->reg_text = it->text;
+            it->text = NULL;
+            o->reg_session = session;
+            o->reg_mid = coap_pdu_get_mid(request);
+        }
+        msgq_item_free(it);
+    }
+    kick(o);
+}
+
+/* The whole shared scope: what a new observer of attributes starts from. */
+static void answer_shared_state(const struct obs_res *o, const coap_pdu_t *request,
+                                coap_pdu_t *response)
+{
+    struct json_object *shared = attrs_scope(o->device->name, ATTRS_SHARED);
+
+    answer_text(request, response,
+                shared ? json_object_to_json_string_ext(shared, JSON_C_TO_STRING_PLAIN |
+                                                                    JSON_C_TO_STRING_NOSLASHESCAPE)
+                       : "{}");
+}
+
+static void handle_get(coap_resource_t *resource, coap_session_t *session,
+                       const coap_pdu_t *request, const coap_string_t *query,
+                       coap_pdu_t *response)
+{
+    struct obs_res *o = coap_resource_get_userdata(resource);
+    bool note = is_notification(o, session, request, response);
+
+    if (!note && o->route->observe->cache_shared && query && query_has_keys(query)) {
+        answer_attribute_read(o, query, response);
+        return;
+    }
+    if (o->route->observe->queue) {
+        answer_queued(o, session, request, response, note);
+        return;
+    }
+    /* A registration (or plain GET) gets the current state; a notification the change. */
+    if (!note && o->route->observe->cache_shared) {
+        answer_shared_state(o, request, response);
+        return;
+    }
+    answer_text(request, response, o->data ? o->data : "{}");
 }
 
 /* The resource's path for one device: the route's path with its token filled in. */
@@ -242,8 +393,15 @@ int south_observe_init(coap_context_t *ctx, const struct conf *conf,
     size_t n = 0;
     int rc = 0;
 
-    for (size_t i = 0; i < conf->n_routes; i++)
+    O.conf = conf;
+    for (size_t i = 0; i < conf->n_routes; i++) {
         n += conf->routes[i].observe != NULL;
+        O.any_queue |= conf->routes[i].observe && conf->routes[i].observe->queue;
+    }
+    if (O.any_queue) {
+        O.sweep.cb = on_sweep;
+        loop_timer_set(&O.sweep, 1000);
+    }
     O.subs = calloc(n ? n : 1, sizeof(*O.subs));
     O.filters = calloc(n ? n : 1, sizeof(*O.filters));
     if (!O.subs || !O.filters)
@@ -293,6 +451,87 @@ static struct obs_res *find(const struct conf_route *r, const char *device)
     return NULL;
 }
 
+static bool report_var(void *ctx, const char *name, struct tmpl_slice *v)
+{
+    const char *const *vars = ctx; /* device, gateway */
+
+    v->s = !strcmp(name, "device") ? vars[0] : !strcmp(name, "gateway") ? vars[1] : NULL;
+    if (!v->s)
+        return false;
+    v->len = strlen(v->s);
+    return true;
+}
+
+/* A message that will not reach its device is said so on MQTT (an RPC error the backend
+ * can act on), never dropped in silence. */
+static void report(const struct obs_res *o, const struct msgq_item *it, const char *why)
+{
+    const struct conf_queue *q = o->route->observe->queue;
+    struct buf topic = BUF_INIT, out = BUF_INIT;
+    struct tmpl_str *t = NULL;
+    char err[64];
+    int rc = 0;
+
+    log_msg(LOG_NOTICE, "south: not delivered route=%s device=\"%s\" id=%s reason=\"%s\"",
+            o->route->name, o->device->name, it->id ? it->id : "-", why);
+    if (!q->report_topic)
+        return;
+    const char *vars[] = {o->device->name, O.conf->gateway_name};
+    rc = tmpl_str_parse(q->report_topic, &t, err, sizeof(err));
+    if (rc == 0)
+        rc = tmpl_str_expand(t, report_var, (void *)vars, TMPL_TOPIC, &topic, NULL);
+    if (rc == 0) {
+        buf_append_str(&out, "{\"device\":\"");
+        buf_append_json_escaped(&out, o->device->name, strlen(o->device->name));
+        buf_append_str(&out, "\",\"id\":");
+        buf_append_str(&out, it->id ? it->id : "null");
+        buf_append_str(&out, ",\"data\":{\"error\":\"");
+        buf_append_str(&out, why);
+        rc = buf_append_str(&out, "\"}}");
+    }
+    if (rc == 0)
+        rc = north_publish((const char *)topic.data, out.data, out.len, 1, false);
+    if (rc < 0)
+        log_msg(LOG_WARNING, "south: cannot report route=%s device=\"%s\" id=%s rc=%d",
+                o->route->name, o->device->name, it->id ? it->id : "-", rc);
+    tmpl_str_free(t);
+    buf_free(&topic);
+    buf_free(&out);
+}
+
+static void enqueue(struct obs_res *o, struct json_object *data, const uint8_t *payload,
+                    size_t len)
+{
+    const struct conf_queue *q = o->route->observe->queue;
+    struct json_object *parsed = NULL, *id = NULL;
+    struct msgq_item probe = {0};
+    char *text, *id_text = NULL;
+
+    if (!data)
+        data = parsed = json_tokener_parse((const char *)payload);
+    if (data && json_object_is_type(data, json_type_object) &&
+        json_object_object_get_ex(data, q->id_field, &id))
+        id_text = strdup(json_object_to_json_string_ext(id, JSON_C_TO_STRING_PLAIN));
+    text = data ? strdup(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
+                                                                   JSON_C_TO_STRING_NOSLASHESCAPE))
+                : strndup((const char *)payload, len);
+    json_object_put(parsed);
+    probe.id = id_text;
+    if (!text || o->queue.n >= (size_t)q->max) {
+        report(o, &probe, text ? "queue full" : "out of memory");
+        free(text);
+        free(id_text);
+        return;
+    }
+    if (msgq_push(&o->queue, text, id_text, loop_now_ms() + (uint64_t)q->expiry * 1000u) < 0) {
+        report(o, &probe, "out of memory");
+        return;
+    }
+    log_msg(LOG_DEBUG, "south: queued route=%s device=\"%s\" id=%s waiting=%zu",
+            o->route->name, o->device->name, id_text ? id_text : "-", o->queue.n);
+    kick(o);
+}
+
 /* Which device, and what to notify, for one message on one route's subscription. */
 static void deliver(const struct obs_sub *s, const char *device_from_topic,
                     const uint8_t *payload, size_t len)
@@ -326,6 +565,10 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
                 s->route->name, device ? device : "-");
         goto out;
     }
+    if (ob->queue) {
+        enqueue(o, doc ? data : NULL, payload, len);
+        goto out;
+    }
     if (ob->cache_shared)
         attrs_merge(o->device->name, ATTRS_SHARED, data);
     text = doc ? strdup(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
@@ -352,12 +595,86 @@ void south_observe_message(const char *topic, const uint8_t *payload, size_t len
     }
 }
 
+/* A CON notification that failed (no ACK after the retransmissions, or an RST): the message
+ * goes first again, for the device's next observation or contact. */
+void south_observe_nack(coap_session_t *session, coap_mid_t mid, coap_nack_reason_t reason)
+{
+    if (reason != COAP_NACK_TOO_MANY_RETRIES && reason != COAP_NACK_RST)
+        return;
+    for (struct obs_res *o = O.list; o; o = o->next)
+        for (struct msgq_item *it = o->inflight.head; it; it = it->next)
+            if (it->sent_to == session && it->sent_mid == mid) {
+                msgq_remove(&o->inflight, it);
+                msgq_push_front(&o->queue, it);
+                log_msg(LOG_INFO, "south: not acknowledged route=%s device=\"%s\" id=%s: "
+                        "kept for the next contact", o->route->name, o->device->name,
+                        it->id ? it->id : "-");
+                return;
+            }
+}
+
+/* A session that goes away takes its exchanges with it: what was in flight on it was maybe
+ * not received, so it goes first again (at least once rather than lost). */
+void south_observe_session_gone(coap_session_t *session)
+{
+    for (struct obs_res *o = O.list; o; o = o->next) {
+        struct msgq_item *it = o->inflight.head;
+        while (it) {
+            struct msgq_item *next = it->next;
+            if (it->sent_to == session)
+                msgq_push_front(&o->queue, msgq_remove(&o->inflight, it));
+            it = next;
+        }
+        if (o->reg_session == session)
+            o->reg_session = NULL;
+    }
+}
+
+/* A device that sends anything is awake: what waits for it goes now (when it observes). */
+void south_observe_device_seen(const char *device)
+{
+    for (struct obs_res *o = O.list; o; o = o->next)
+        if (o->queue.n && strcmp(o->device->name, device) == 0)
+            kick(o);
+}
+
+static void on_sweep(struct loop_timer *t)
+{
+    uint64_t now = loop_now_ms();
+
+    for (struct obs_res *o = O.list; o; o = o->next) {
+        struct msgq_item *it;
+
+        if (!o->route->observe->queue)
+            continue;
+        while ((it = msgq_pop_expired(&o->queue, now)) != NULL) {
+            report(o, it, "expired");
+            msgq_item_free(it);
+        }
+        /* No NACK within MAX_TRANSMIT_WAIT: the device acknowledged it. */
+        for (it = o->inflight.head; it;) {
+            struct msgq_item *next = it->next;
+            if (it->sent_until_ms <= now)
+                msgq_item_free(msgq_remove(&o->inflight, it));
+            it = next;
+        }
+    }
+    loop_timer_set(t, 1000);
+}
+
 void south_observe_free(void)
 {
     struct obs_res *o = O.list;
 
+    loop_timer_cancel(&O.sweep);
     while (o) {
         struct obs_res *next = o->next;
+        if (o->queue.n || o->inflight.n)
+            log_msg(LOG_WARNING, "south: %zu messages for device \"%s\" (route %s) lost at exit",
+                    o->queue.n + o->inflight.n, o->device->name, o->route->name);
+        msgq_clear(&o->queue);
+        msgq_clear(&o->inflight);
+        free(o->reg_text);
         free(o->data);
         free(o);
         o = next;

@@ -25,6 +25,8 @@ void attrs_merge(const char *device, enum attrs_scope scope, struct json_object 
  */
 int attrs_read(const char *device, const char *client_keys, const char *shared_keys,
                struct buf *out);
+/* All of a device's attributes in one scope (borrowed; NULL when none are known). */
+struct json_object *attrs_scope(const char *device, enum attrs_scope scope);
 void attrs_free(void);
 
 #endif

@@ -50,6 +50,7 @@ struct uplink_res {
                    * acknowledges, or a reply from MQTT) */
     void *waiter; /* what waiter_new() made; the caller frees it when !pending */
     const struct conf_route *route; /* the matched route, NULL when none */
+    const char *device; /* the device identified, NULL when none (valid until the next call) */
 };
 
 /* Publish hook (the spool): 0 when taken, -ENOBUFS when the gateway cannot take more

@@ -3,70 +3,19 @@
 reach devices that observe /attributes and /rpc; RPC replies go back up."""
 import json
 import os
-import queue
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 
-from harness import coap_client, coap_client_bin, main, need, with_env
+from harness import Observer as _Observer, coap_client, coap_client_bin, main, need, with_env
 
 SEED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed")
 
 
-class Observer:
-    """A command that observes a resource; its output lines arrive in a queue."""
-
-    def __init__(self, cmd, env_path=None):
-        e = dict(os.environ)
-        if env_path:
-            e["PATH"] = env_path + os.pathsep + e["PATH"]
-        # coap-client writes payloads without a newline: unbuffered, or they sit in stdio
-        self.proc = subprocess.Popen(["stdbuf", "-o0", "bash", "-c", cmd], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, env=e, cwd=SEED)
-        self.lines = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        """Split the stream into top-level JSON documents as they arrive."""
-        dec = json.JSONDecoder()
-        pending = ""
-        while True:
-            chunk = self.proc.stdout.read1(4096)
-            if not chunk:
-                return
-            pending += chunk.decode(errors="replace")
-            while True:
-                start = pending.find("{")
-                if start < 0:
-                    pending = ""
-                    break
-                try:
-                    doc, end = dec.raw_decode(pending, start)
-                except ValueError:
-                    pending = pending[start:]
-                    break
-                self.lines.put(doc)
-                pending = pending[end:]
-
-    def wait_for(self, pred, timeout=15):
-        deadline = time.monotonic() + timeout
-        seen = []
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=deadline - time.monotonic())
-            except queue.Empty:
-                break
-            seen.append(line)
-            if pred(line):
-                return line
-        raise AssertionError(f"observer never printed what was expected; saw {seen}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
+def Observer(cmd, env_path=None):
+    """An observing command run in the seed directory (its commands name seed files)."""
+    return _Observer(cmd, env_path=env_path, cwd=SEED)
 
 
 def shim():
@@ -93,6 +42,26 @@ def test_shared_attribute_push_reaches_the_observer(env):
         obs.stop()
 
 
+@with_env("down-attributes-state")
+def test_a_new_observer_starts_from_all_current_shared_attributes(env):
+    """Two pushes and a deletion before the device observes: its first answer is the state
+    they add up to, not the last push; later notifications carry each push."""
+    push = lambda data: env.broker.publish(  # noqa: E731
+        "v1/gateway/attributes", json.dumps({"device": "Device A", "data": data}))
+    push({"targetTemperature": 22.5, "mode": "eco"})
+    push({"fan": 2})
+    push({"deleted": ["mode"]})
+    env.gw.wait_log('south: notify route=tb-attributes-observe device="Device A" bytes=20 ')
+    obs = Observer(f"{coap_client_bin()} -m get -s 20 -B 20 "
+                   f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes")
+    try:
+        assert obs.wait_for(lambda d: True) == {"targetTemperature": 22.5, "fan": 2}
+        push({"fan": 3})
+        assert obs.wait_for(lambda d: True) == {"fan": 3}
+    finally:
+        obs.stop()
+
+
 @with_env("down-rpc")
 def test_seed_rpc_round_trip(env):
     sub = env.sub("v1/gateway/rpc")
@@ -101,7 +70,7 @@ def test_seed_rpc_round_trip(env):
     obs = Observer(f"coap-client -m get coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/rpc "
                    "-s 20 -B 20", env_path=d)
     try:
-        obs.wait_for(lambda doc: doc == {})
+        # the profile queues RPCs: whether the observation is up yet or not, it gets this
         env.broker.publish("v1/gateway/rpc", json.dumps(
             {"device": "Device A",
              "data": {"id": 1, "method": "setGpio", "params": {"pin": "23", "value": 1}}}))

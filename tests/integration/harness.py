@@ -501,6 +501,60 @@ class Gateway:
         self.proc.wait(10)
 
 
+class Observer:
+    """A command that observes a resource; its output lines arrive in a queue."""
+
+    def __init__(self, cmd, env_path=None, cwd=None):
+        e = dict(os.environ)
+        if env_path:
+            e["PATH"] = env_path + os.pathsep + e["PATH"]
+        # coap-client writes payloads without a newline: unbuffered, or they sit in stdio
+        self.proc = subprocess.Popen(["stdbuf", "-o0", "bash", "-c", cmd], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=e, cwd=cwd)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        """Split the stream into top-level JSON documents as they arrive."""
+        dec = json.JSONDecoder()
+        pending = ""
+        while True:
+            chunk = self.proc.stdout.read1(4096)
+            if not chunk:
+                return
+            pending += chunk.decode(errors="replace")
+            while True:
+                start = pending.find("{")
+                if start < 0:
+                    pending = ""
+                    break
+                try:
+                    doc, end = dec.raw_decode(pending, start)
+                except ValueError:
+                    pending = pending[start:]
+                    break
+                self.lines.put(doc)
+                pending = pending[end:]
+
+    def wait_for(self, pred, timeout=15):
+        deadline = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=deadline - time.monotonic())
+            except queue.Empty:
+                break
+            seen.append(line)
+            if pred(line):
+                return line
+        raise AssertionError(f"observer never printed what was expected; saw {seen}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
 def run(args, input=None, timeout=20, env=None, cwd=None):
     e = dict(os.environ)
     e.update(env or {})
@@ -656,7 +710,11 @@ class Env:
             s.close()
         try:
             if self.gw:
-                self.gw.stop()
+                try:
+                    self.gw.stop()
+                except BaseException:
+                    ok = False  # a crash at exit: show its log
+                    raise
         finally:
             self.broker.stop()
             if ok:

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Server-side RPC for sleepy devices: requests for a device that does not observe now wait
+in its queue (bounded, with an expiry) and go on its next contact; what cannot be delivered
+is reported on MQTT, never dropped in silence."""
+import json
+import os
+import socket
+import sys
+import time
+
+from harness import Observer, coap_request, coap_client_bin, jloads, main, with_env
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from coapdev import ACK, CON, OPT_CONTENT_FORMAT, OPT_URI_PATH, decode, encode  # noqa: E402
+
+OPT_OBSERVE = 6
+QUEUE_ROUTE = """  - name: q-rpc
+    methods: [GET]
+    path: /q/{token}/rpc
+    identity: token
+    observe:
+      subscribe: test/rpc
+      device_field: device
+      data_field: data
+      require: method
+      queue: {max: 2, expiry: 4, report_topic: "test/rpc/{device}/errors"}
+"""
+# a failed notification is known after ack_timeout * (1 + 2) * 1.5 = 4.5 s at most
+FAST_RETRIES = "  ack_timeout: 1\n  max_retransmit: 1\n"
+
+
+def rpc(env, device, rid, method="setGpio"):
+    env.broker.publish("test/rpc", json.dumps(
+        {"device": device, "data": {"id": rid, "method": method, "params": {"pin": rid}}}))
+
+
+@with_env("rpcq-next-observe", extra=QUEUE_ROUTE)
+def test_rpcs_wait_for_the_next_observation_and_arrive_in_order(env):
+    rpc(env, "Device A", 1)
+    rpc(env, "Device A", 2)
+    env.gw.wait_log('south: queued route=q-rpc device="Device A" id=2 waiting=2')
+    obs = Observer(f"{coap_client_bin()} -m get -s 10 -B 10 {env.url('/q/A1_TEST_TOKEN/rpc')}")
+    try:
+        first = obs.wait_for(lambda d: True)
+        second = obs.wait_for(lambda d: True)
+        assert (first["id"], second["id"]) == (1, 2), (first, second)
+        assert first == {"id": 1, "method": "setGpio", "params": {"pin": 1}}, first
+        env.gw.wait_log('south: delivered route=q-rpc device="Device A" id=2 as=notification')
+        # delivered once: a third request is the next notification, not a repeat
+        rpc(env, "Device A", 3)
+        assert obs.wait_for(lambda d: True)["id"] == 3
+    finally:
+        obs.stop()
+
+
+@with_env("rpcq-expired", extra=QUEUE_ROUTE)
+def test_an_expired_rpc_is_reported_and_not_delivered(env):
+    sub = env.sub("test/rpc/+/errors")
+    rpc(env, "Device A", 7)
+    topic, payload = sub.next(timeout=15)
+    assert topic == "test/rpc/Device A/errors", topic
+    assert jloads(payload) == {"device": "Device A", "id": 7, "data": {"error": "expired"}}
+    # the device that observes later gets nothing: 2.05 without a body
+    code, out = coap_request("-m", "get", env.url("/q/A1_TEST_TOKEN/rpc"))
+    assert code == "2.05", out
+    assert "setGpio" not in out, out
+
+
+@with_env("rpcq-full", extra=QUEUE_ROUTE)
+def test_a_full_queue_reports_the_request_it_refuses(env):
+    sub = env.sub("test/rpc/+/errors")
+    for rid in (1, 2, 3):
+        rpc(env, "Device B", rid)
+    topic, payload = sub.next()
+    assert jloads(payload) == {"device": "Device B", "id": 3, "data": {"error": "queue full"}}
+    obs = Observer(f"{coap_client_bin()} -m get -s 10 -B 10 {env.url('/q/B1_TEST_TOKEN/rpc')}")
+    try:
+        assert [obs.wait_for(lambda d: True)["id"] for _ in range(2)] == [1, 2]
+    finally:
+        obs.stop()
+
+
+class SleepyDevice:
+    """A device on a raw UDP socket: it observes, then sleeps (its radio off: nothing it is
+    sent is answered), then wakes up and sends a reading."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.connect(("127.0.0.1", port))
+        self.mid = 1000
+
+    def send(self, mtype, code, path, payload=b"", extra=()):
+        self.mid += 1
+        token = os.urandom(4)
+        opts = [(OPT_URI_PATH, seg.encode()) for seg in path.strip("/").split("/")]
+        if payload:
+            opts.append((OPT_CONTENT_FORMAT, bytes([50])))
+        self.sock.send(encode(mtype, code, self.mid, token, opts + list(extra), payload))
+        return token
+
+    def recv(self, timeout=10):
+        self.sock.settimeout(timeout)
+        return decode(self.sock.recv(2048))
+
+    def drain(self):
+        """What arrived while asleep is gone with the radio off."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.sock.recv(2048)
+        except BlockingIOError:
+            pass
+
+    def close(self):
+        self.sock.close()
+
+
+@with_env("rpcq-sleepy", extra=QUEUE_ROUTE, coap_extra=FAST_RETRIES)
+def test_an_rpc_missed_while_asleep_goes_on_the_next_observation(env):
+    dev = SleepyDevice(env.port)
+    try:
+        obs_token = dev.send(CON, 1, "/q/A1_TEST_TOKEN/rpc", extra=[(OPT_OBSERVE, b"")])
+        mtype, code, _, token, opts, body = dev.recv()
+        assert (mtype, code, token, body) == (ACK, "2.05", obs_token, b""), (code, body)
+        assert OPT_OBSERVE in opts, "not registered as an observer"
+        # asleep: the notification and its retransmission go unanswered
+        rpc(env, "Device A", 5)
+        env.gw.wait_log('south: not acknowledged route=q-rpc device="Device A" id=5', 15)
+        dev.drain()
+        # awake: libcoap dropped the observation whose notification failed, so the device
+        # sends its reading and observes again; the RPC is the registration's answer
+        dev.send(CON, 2, "/api/v1/A1_TEST_TOKEN/telemetry", b'{"t":1}')
+        obs_token = dev.send(CON, 1, "/q/A1_TEST_TOKEN/rpc", extra=[(OPT_OBSERVE, b"")])
+        rpc_seen = None
+        deadline = time.monotonic() + 15
+        while rpc_seen is None and time.monotonic() < deadline:
+            mtype, code, mid, token, opts, body = dev.recv(deadline - time.monotonic())
+            if mtype == CON:
+                dev.sock.send(encode(ACK, 0, mid, b""))
+            if token == obs_token and body:
+                rpc_seen = json.loads(body)
+        assert rpc_seen == {"id": 5, "method": "setGpio", "params": {"pin": 5}}, rpc_seen
+        env.gw.wait_log('south: delivered route=q-rpc device="Device A" id=5 as=response')
+    finally:
+        dev.close()
+
+
+if __name__ == "__main__":
+    main(globals())
