@@ -2,6 +2,7 @@
 /* Attribute cache per device and scope; rebuilt from the devices' posts and the pushes. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,8 @@
 struct dev_attrs {
     char *device;
     struct json_object *scope[2];
+    /* Keys known not to exist: name -> until when (ms, monotonic; INT64_MAX: until set). */
+    struct json_object *absent[2];
     struct dev_attrs *next;
 };
 
@@ -37,6 +40,8 @@ static struct dev_attrs *find(const char *device, bool create)
     }
     d->scope[0] = json_object_new_object();
     d->scope[1] = json_object_new_object();
+    d->absent[0] = json_object_new_object();
+    d->absent[1] = json_object_new_object();
     d->next = all;
     all = d;
     count++;
@@ -57,14 +62,56 @@ void attrs_merge(const char *device, enum attrs_scope scope, struct json_object 
         json_object_is_type(deleted, json_type_array)) {
         for (size_t i = 0; i < json_object_array_length(deleted); i++) {
             struct json_object *k = json_object_array_get_idx(deleted, i);
-            if (json_object_is_type(k, json_type_string))
-                json_object_object_del(d->scope[scope], json_object_get_string(k));
+            if (!json_object_is_type(k, json_type_string))
+                continue;
+            json_object_object_del(d->scope[scope], json_object_get_string(k));
+            json_object_object_add(d->absent[scope], json_object_get_string(k),
+                                   json_object_new_int64(INT64_MAX));
         }
         return;
     }
     json_object_object_foreach(obj, key, val)
     {
         json_object_object_add(d->scope[scope], key, json_object_get(val));
+        json_object_object_del(d->absent[scope], key);
+    }
+}
+
+struct json_object *attrs_missing(const char *device, enum attrs_scope scope, const char *keys,
+                                  uint64_t now_ms)
+{
+    struct dev_attrs *d = find(device, false);
+    struct json_object *out = NULL, *v;
+    char *list, *save = NULL;
+
+    if (!keys)
+        return NULL;
+    list = strdup(keys);
+    for (char *k = list ? strtok_r(list, ",", &save) : NULL; k; k = strtok_r(NULL, ",", &save)) {
+        if (d && json_object_object_get_ex(d->scope[scope], k, NULL))
+            continue;
+        if (d && json_object_object_get_ex(d->absent[scope], k, &v) &&
+            (uint64_t)json_object_get_int64(v) > now_ms)
+            continue;
+        if (!out)
+            out = json_object_new_array();
+        json_object_array_add(out, json_object_new_string(k));
+    }
+    free(list);
+    return out;
+}
+
+void attrs_mark_absent(const char *device, enum attrs_scope scope, struct json_object *keys,
+                       uint64_t until_ms)
+{
+    struct dev_attrs *d = find(device, true);
+
+    for (size_t i = 0; d && i < json_object_array_length(keys); i++) {
+        const char *k = json_object_get_string(json_object_array_get_idx(keys, i));
+        if (!json_object_object_get_ex(d->scope[scope], k, NULL))
+            json_object_object_add(d->absent[scope], k,
+                                   json_object_new_int64(until_ms > INT64_MAX ? INT64_MAX
+                                                                              : (int64_t)until_ms));
     }
 }
 
@@ -120,6 +167,8 @@ void attrs_free(void)
 {
     while (all) {
         struct dev_attrs *next = all->next;
+        json_object_put(all->absent[0]);
+        json_object_put(all->absent[1]);
         json_object_put(all->scope[0]);
         json_object_put(all->scope[1]);
         free(all->device);

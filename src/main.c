@@ -14,6 +14,7 @@
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/north.h"
 #include "coap2mqtt/request.h"
+#include "coap2mqtt/attrs_fetch.h"
 #include "coap2mqtt/route.h"
 #include "coap2mqtt/south.h"
 #include "coap2mqtt/spool.h"
@@ -125,6 +126,8 @@ static int run(const struct conf *conf)
     }
     if (rc == 0)
         rc = request_init(conf, south_answer, south_pending_free);
+    if (rc == 0)
+        rc = attrs_fetch_init(conf, south_answer, south_pending_free);
     if (rc == 0) {
         log_msg(LOG_NOTICE, "main: ready gateway=%s listeners=%zu routes=%zu devices=%zu",
                 conf->gateway_name, conf->coap.n_listeners, conf->n_routes, conf->n_devices);
@@ -136,6 +139,7 @@ static int run(const struct conf *conf)
     north_stop(SHUTDOWN_FLUSH_MS);
     loop_drain_jobs();
     request_free();
+    attrs_fetch_free();
     spool_close(south_pending_free);
     south_free();
     north_free();

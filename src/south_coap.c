@@ -175,6 +175,34 @@ static void answer_body(coap_resource_t *resource, coap_session_t *session,
                                  data, release_body, data);
 }
 
+bool south_async_answer(coap_resource_t *resource, coap_session_t *session,
+                        const coap_pdu_t *request, coap_pdu_t *response)
+{
+    /* libcoap calls the handler again when an answer that waited is triggered. */
+    coap_async_t *async = coap_find_async(session, coap_pdu_get_token(request));
+    struct south_pending *p;
+
+    if (!async)
+        return false;
+    p = coap_async_get_app_data(async);
+    if (p) {
+        coap_pdu_set_code(response, COAP_RESPONSE_CODE(p->code));
+        if (p->body)
+            answer_body(resource, session, request, response, p);
+        coap_async_set_app_data(async, NULL);
+        untrigger(p);
+        south_pending_free(p);
+    }
+    return true; /* not triggered yet: a retransmission, answered with the empty ACK */
+}
+
+void *south_waiter_new(coap_session_t *session, const coap_pdu_t *request)
+{
+    struct pending_origin origin = {session, request};
+
+    return pending_new(&origin);
+}
+
 static void set_error(coap_pdu_t *response, unsigned code, const char *diag, unsigned max_age)
 {
     coap_pdu_set_code(response, COAP_RESPONSE_CODE(code));
@@ -233,26 +261,13 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     const uint8_t *data = NULL;
 
     struct pending_origin origin = {session, request};
-    coap_async_t *async;
     coap_mid_t mid = coap_pdu_get_mid(request);
     unsigned code, max_age;
 
     (void)resource;
     (void)query_str;
-    /* The separate answer of an ack: broker exchange: libcoap calls us again on trigger. */
-    async = coap_find_async(session, coap_pdu_get_token(request));
-    if (async) {
-        struct south_pending *p = coap_async_get_app_data(async);
-        if (p) {
-            coap_pdu_set_code(response, COAP_RESPONSE_CODE(p->code));
-            if (p->body)
-                answer_body(resource, session, request, response, p);
-            coap_async_set_app_data(async, NULL);
-            untrigger(p);
-            south_pending_free(p);
-        }
+    if (south_async_answer(resource, session, request, response))
         return;
-    }
     peer[coap_print_addr(coap_session_get_addr_remote(session), (uint8_t *)peer,
                          sizeof(peer) - 1)] = '\0';
     req.peer = peer;

@@ -20,6 +20,13 @@ enum uplink_auth south_dtls_session_auth(const coap_session_t *session, const ch
 /* Release what south_dtls attached to a session that is going away. */
 void south_dtls_session_gone(coap_session_t *session);
 
+/* Answers that come later (south_coap.c): a waiter for request, answered with
+ * south_answer(); south_async_answer() at the top of a handler sends it when it is due
+ * (true: the request was such an exchange, nothing else to do). */
+void *south_waiter_new(coap_session_t *session, const coap_pdu_t *request);
+bool south_async_answer(coap_resource_t *resource, coap_session_t *session,
+                        const coap_pdu_t *request, coap_pdu_t *response);
+
 /* Observe resources (south_observe.c); other_methods handles non-GET requests on their paths. */
 int south_observe_init(coap_context_t *ctx, const struct conf *conf,
                        coap_method_handler_t other_methods);

@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "coap2mqtt/attrs.h"
+#include "coap2mqtt/attrs_fetch.h"
 #include "coap2mqtt/buf.h"
 #include "coap2mqtt/codec.h"
 #include "coap2mqtt/log.h"
@@ -153,14 +154,30 @@ static char *query_value(const coap_string_t *query, const char *name)
     return NULL;
 }
 
-/* GET .../attributes?clientKeys=a,b&sharedKeys=c,d: the known ones, from the cache. */
-static void answer_attribute_read(const struct obs_res *o, const coap_string_t *query,
+/* GET .../attributes?clientKeys=a,b&sharedKeys=c,d: the known ones, from the cache, after
+ * asking the server for the others (observe.fetch). */
+static void answer_attribute_read(const struct obs_res *o, coap_session_t *session,
+                                  const coap_pdu_t *request, const coap_string_t *query,
                                   coap_pdu_t *response)
 {
     char *client = query_value(query, "clientKeys");
     char *shared = query_value(query, "sharedKeys");
     struct buf out = BUF_INIT;
+    void *waiter = o->route->observe->fetch ? south_waiter_new(session, request) : NULL;
 
+    if (waiter) {
+        int rc = attrs_fetch_start(o->route, o->device->name, client, shared, waiter);
+        if (rc == 0 && coap_register_async(session, request, 0)) {
+            free(client);
+            free(shared);
+            return; /* the answer follows when the server has answered */
+        }
+        if (rc == 0) /* cannot happen: the exchange was not deferred */
+            log_msg(LOG_WARNING, "south: cannot defer an attribute read device=\"%s\"",
+                    o->device->name);
+        else
+            south_pending_free(waiter);
+    }
     if (attrs_read(o->device->name, client, shared, &out) == 0)
         answer(response, CODEC_CF_JSON, out.data, out.len);
     else {
@@ -312,8 +329,10 @@ static void handle_get(coap_resource_t *resource, coap_session_t *session,
     struct obs_res *o = coap_resource_get_userdata(resource);
     bool note = is_notification(o, session, request, response);
 
+    if (request && south_async_answer(resource, session, request, response))
+        return;
     if (!note && o->route->observe->cache_shared && query && query_has_keys(query)) {
-        answer_attribute_read(o, query, response);
+        answer_attribute_read(o, session, request, query, response);
         return;
     }
     if (o->route->observe->queue) {

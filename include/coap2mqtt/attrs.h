@@ -5,6 +5,7 @@
 #define COAP2MQTT_ATTRS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "coap2mqtt/buf.h"
 
@@ -25,6 +26,14 @@ void attrs_merge(const char *device, enum attrs_scope scope, struct json_object 
  */
 int attrs_read(const char *device, const char *client_keys, const char *shared_keys,
                struct buf *out);
+/* Of comma-separated keys, those neither known nor known to be absent (a new JSON array of
+ * names), or NULL when there are none. */
+struct json_object *attrs_missing(const char *device, enum attrs_scope scope, const char *keys,
+                                  uint64_t now_ms);
+/* The server has no such keys (until_ms UINT64_MAX: until one is set), or did not answer
+ * (until a while later, so every read does not wait for it again). */
+void attrs_mark_absent(const char *device, enum attrs_scope scope, struct json_object *keys,
+                       uint64_t until_ms);
 /* All of a device's attributes in one scope (borrowed; NULL when none are known). */
 struct json_object *attrs_scope(const char *device, enum attrs_scope scope);
 void attrs_free(void);

@@ -161,6 +161,26 @@ def test_seed_attribute_read_answers_exactly_the_asked_keys(env):
     sub.close()
 
 
+@with_env("down-attributes-fetch")
+def test_attribute_read_asks_the_server_for_what_the_cache_lacks(env):
+    """ThingsBoard's gateway API: the gateway asks v1/gateway/attributes/request and the
+    answer on .../response fills the cache and the device's read."""
+    asked = env.sub("v1/gateway/attributes/request")
+    url = (f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes"
+           "?sharedKeys=fwVersion,missing")
+    proc = subprocess.Popen([coap_client_bin(), "-m", "get", url], stdout=subprocess.PIPE)
+    req = json.loads(asked.next()[1])
+    assert {k: req[k] for k in ("device", "client", "keys")} == \
+        {"device": "Device A", "client": False, "keys": ["fwVersion", "missing"]}, req
+    env.broker.publish("v1/gateway/attributes/response", json.dumps(
+        {"id": req["id"], "device": "Device A", "values": {"fwVersion": "1.2.3"}}))
+    assert json.loads(proc.communicate(timeout=20)[0]) == {"shared": {"fwVersion": "1.2.3"}}
+    # both keys are settled now (one known, one known to be absent): no second question
+    code, out = coap_client("-m", "get", url)
+    assert out.strip() == '{"shared":{"fwVersion":"1.2.3"}}', out
+    assert asked.marker() == [], "asked the server again"
+
+
 KEEPALIVE = "  keepalive: 1\n  ack_timeout: 1\n  max_retransmit: 1\n"
 
 
