@@ -145,5 +145,28 @@ def test_an_rpc_missed_while_asleep_goes_on_the_next_observation(env):
         dev.close()
 
 
+@with_env("rpcq-reregister", extra=QUEUE_ROUTE)
+def test_a_new_registration_with_a_new_token_replaces_the_old(env):
+    dev = SleepyDevice(env.port)
+    try:
+        tokens = []
+        for _ in range(2):
+            tokens.append(dev.send(CON, 1, "/q/B1_TEST_TOKEN/rpc", extra=[(OPT_OBSERVE, b"")]))
+            mtype, code, _, token, opts, body = dev.recv()
+            assert (mtype, code, token) == (ACK, "2.05", tokens[-1]) and OPT_OBSERVE in opts
+        rpc(env, "Device B", 9)
+        mtype, code, mid, token, opts, body = dev.recv()
+        assert (mtype, token) == (CON, tokens[1]), (mtype, token, tokens)
+        assert json.loads(body)["id"] == 9
+        dev.sock.send(encode(ACK, 0, mid, b""))
+        # and only once: the replaced observation gets nothing
+        rpc(env, "Device B", 10)
+        mtype, code, mid, token, opts, body = dev.recv()
+        assert token == tokens[1] and json.loads(body)["id"] == 10, (token, body)
+        dev.sock.send(encode(ACK, 0, mid, b""))
+    finally:
+        dev.close()
+
+
 if __name__ == "__main__":
     main(globals())
