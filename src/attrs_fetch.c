@@ -13,19 +13,19 @@
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/north.h"
 #include "coap2mqtt/tmpl.h"
+#include "coap2mqtt/waitlist.h"
 
 #define FETCH_MAX_WAITING 64
 /* A server that did not answer is not asked about the same keys again for this long. */
 #define FETCH_RETRY_MS 60000u
 
 struct fetch {
+    struct waiting w; /* first: the waitlist links and times it */
     const struct conf_route *route;
     char *device, *client_keys, *shared_keys;
     unsigned id[2];              /* per scope, 0 when that scope is not asked */
     struct json_object *keys[2]; /* what was asked, per scope */
-    uint64_t deadline_ms;
     void *waiter;
-    struct fetch *next;
 };
 
 static struct {
@@ -34,10 +34,8 @@ static struct {
     request_drop_fn drop;
     char **filters;
     size_t n_filters;
-    struct fetch *list;
-    size_t n;
+    struct waitlist waiting;
     unsigned next_id;
-    struct loop_timer timer;
 } F;
 
 static char *expand_gateway(const char *tmpl)
@@ -46,19 +44,6 @@ static char *expand_gateway(const char *tmpl)
 
     return tmpl_expand_one(tmpl, "gateway", F.conf->gateway_name, TMPL_TOPIC, &out) < 0 ? NULL
                                                                                         : out;
-}
-
-static void arm_timer(void)
-{
-    uint64_t now = loop_now_ms(), first = UINT64_MAX;
-
-    for (struct fetch *f = F.list; f; f = f->next)
-        if (f->deadline_ms < first)
-            first = f->deadline_ms;
-    if (first == UINT64_MAX)
-        loop_timer_cancel(&F.timer);
-    else
-        loop_timer_set(&F.timer, first > now ? first - now : 0);
 }
 
 static void fetch_free(struct fetch *f)
@@ -71,51 +56,36 @@ static void fetch_free(struct fetch *f)
     free(f);
 }
 
-static void unlink_fetch(struct fetch *victim)
-{
-    for (struct fetch **pp = &F.list; *pp; pp = &(*pp)->next)
-        if (*pp == victim) {
-            *pp = victim->next;
-            F.n--;
-            return;
-        }
-}
-
 /* Everything asked is in (or given up): the read is answered from the cache. */
 static void finish(struct fetch *f)
 {
     struct buf out = BUF_INIT;
 
-    unlink_fetch(f);
     if (attrs_read(f->device, f->client_keys, f->shared_keys, &out) == 0)
         F.answer(f->waiter, 205, out.data, out.len);
     else
         F.answer(f->waiter, 500, (const uint8_t *)"out of memory", 13);
     buf_free(&out);
     fetch_free(f);
-    arm_timer();
 }
 
 static void on_timeout(struct loop_timer *t)
 {
     uint64_t now = loop_now_ms();
-    struct fetch *f = F.list;
+    struct waiting *w;
 
     (void)t;
-    while (f) {
-        struct fetch *next = f->next;
-        if (f->deadline_ms <= now) {
-            log_msg(LOG_WARNING, "attrs: no answer from the server route=%s device=\"%s\": "
-                    "answering from the cache", f->route->name, f->device);
-            for (int s = 0; s < 2; s++)
-                if (f->id[s])
-                    attrs_mark_absent(f->device, (enum attrs_scope)s, f->keys[s],
-                                      now + FETCH_RETRY_MS);
-            finish(f);
-        }
-        f = next;
+    while ((w = waitlist_pop_due(&F.waiting, now)) != NULL) {
+        struct fetch *f = (struct fetch *)w;
+
+        log_msg(LOG_WARNING, "attrs: no answer from the server route=%s device=\"%s\": "
+                "answering from the cache", f->route->name, f->device);
+        for (int s = 0; s < 2; s++)
+            if (f->id[s])
+                attrs_mark_absent(f->device, (enum attrs_scope)s, f->keys[s],
+                                  now + FETCH_RETRY_MS);
+        finish(f);
     }
-    arm_timer();
 }
 
 /* {"id":N,"device":D,"value":v} (one key asked) or {"id":N,"device":D,"values":{..}}. */
@@ -131,7 +101,8 @@ static void on_response(const char *topic, const uint8_t *payload, size_t len)
         return;
     }
     id = (unsigned)json_object_get_int64(v);
-    for (struct fetch *f = F.list; f; f = f->next) {
+    for (struct waiting *w = F.waiting.head; w; w = w->next) {
+        struct fetch *f = (struct fetch *)w;
         for (int s = 0; s < 2; s++) {
             struct json_object *values = NULL, *one = NULL, *merged;
             if (f->id[s] != id)
@@ -153,8 +124,10 @@ static void on_response(const char *topic, const uint8_t *payload, size_t len)
             log_msg(LOG_DEBUG, "attrs: server answered route=%s device=\"%s\" id=%u",
                     f->route->name, f->device, id);
             f->id[s] = 0;
-            if (!f->id[0] && !f->id[1])
+            if (!f->id[0] && !f->id[1]) {
+                waitlist_remove(&F.waiting, w);
                 finish(f);
+            }
             json_object_put(doc);
             return;
         }
@@ -169,7 +142,7 @@ int attrs_fetch_init(const struct conf *conf, request_answer_fn answer, request_
     F.conf = conf;
     F.answer = answer;
     F.drop = drop;
-    F.timer.cb = on_timeout;
+    F.waiting.timer.cb = on_timeout;
     F.next_id = (unsigned)(loop_wall_ms() % 1000000u) * 1000u + 1u;
     for (size_t i = 0; i < conf->n_routes; i++) {
         const struct conf_observe *o = conf->routes[i].observe;
@@ -218,7 +191,7 @@ int attrs_fetch_start(const struct conf_route *route, const char *device,
 
     if (!route->observe->fetch)
         return -ENOENT;
-    if (!north_connected() || F.n >= FETCH_MAX_WAITING)
+    if (!north_connected() || F.waiting.n >= FETCH_MAX_WAITING)
         return -ENOTCONN;
     f = calloc(1, sizeof(*f));
     if (!f)
@@ -242,21 +215,17 @@ int attrs_fetch_start(const struct conf_route *route, const char *device,
         return rc < 0 ? rc : -ENOMEM;
     }
     f->waiter = waiter;
-    f->deadline_ms = now + (uint64_t)route->observe->fetch->timeout * 1000u;
-    f->next = F.list;
-    F.list = f;
-    F.n++;
-    arm_timer();
+    waitlist_add(&F.waiting, &f->w, now + (uint64_t)route->observe->fetch->timeout * 1000u);
     log_msg(LOG_DEBUG, "attrs: asked the server route=%s device=\"%s\"", route->name, device);
     return 0;
 }
 
 void attrs_fetch_free(void)
 {
-    loop_timer_cancel(&F.timer);
-    while (F.list) {
-        struct fetch *f = F.list;
-        F.list = f->next;
+    loop_timer_cancel(&F.waiting.timer);
+    while (F.waiting.head) {
+        struct fetch *f = (struct fetch *)F.waiting.head;
+        F.waiting.head = f->w.next;
         if (F.drop)
             F.drop(f->waiter);
         fetch_free(f);

@@ -10,17 +10,17 @@
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/north.h"
 #include "coap2mqtt/request.h"
+#include "coap2mqtt/waitlist.h"
 
 /* A device waits on each: bounded so a flood of requests cannot take all memory. */
 #define REQUEST_MAX_WAITING 256
 
 struct pending {
+    struct waiting w; /* first: the waitlist links and times it */
     const struct conf_route *route;
     char *reply_topic;
     char *device;
-    uint64_t deadline_ms;
     void *waiter;
-    struct pending *next;
 };
 
 static struct {
@@ -29,9 +29,7 @@ static struct {
     request_drop_fn drop;
     char **filters;
     size_t n_filters;
-    struct pending *list; /* oldest first */
-    size_t n;
-    struct loop_timer timer;
+    struct waitlist waiting;
 } R;
 
 /* A reply topic template as a subscription: every level with a variable but {gateway}
@@ -59,29 +57,6 @@ static char *filter_of(const char *tmpl, const char *gateway)
     return buf_steal(&b);
 }
 
-static void arm_timer(void)
-{
-    uint64_t now = loop_now_ms(), first = UINT64_MAX;
-
-    for (struct pending *p = R.list; p; p = p->next)
-        if (p->deadline_ms < first)
-            first = p->deadline_ms;
-    if (first == UINT64_MAX)
-        loop_timer_cancel(&R.timer);
-    else
-        loop_timer_set(&R.timer, first > now ? first - now : 0);
-}
-
-static void unlink_pending(struct pending *victim)
-{
-    for (struct pending **pp = &R.list; *pp; pp = &(*pp)->next)
-        if (*pp == victim) {
-            *pp = victim->next;
-            R.n--;
-            return;
-        }
-}
-
 static void free_pending(struct pending *p)
 {
     free(p->reply_topic);
@@ -91,38 +66,33 @@ static void free_pending(struct pending *p)
 
 static void on_timeout(struct loop_timer *t)
 {
-    uint64_t now = loop_now_ms();
-    struct pending *p = R.list;
+    struct waiting *w;
 
     (void)t;
-    while (p) {
-        struct pending *next = p->next;
-        if (p->deadline_ms <= now) {
-            char diag[80];
-            int n = snprintf(diag, sizeof(diag), "no reply within %d s", p->route->request->timeout);
+    while ((w = waitlist_pop_due(&R.waiting, loop_now_ms())) != NULL) {
+        struct pending *p = (struct pending *)w;
+        char diag[80];
+        int n = snprintf(diag, sizeof(diag), "no reply within %d s", p->route->request->timeout);
 
-            unlink_pending(p);
-            log_msg(LOG_INFO, "request: timed out route=%s device=\"%s\" reply_topic=%s",
-                    p->route->name, p->device ? p->device : "-", p->reply_topic);
-            R.answer(p->waiter, 504, (const uint8_t *)diag, (size_t)n);
-            free_pending(p);
-        }
-        p = next;
+        log_msg(LOG_INFO, "request: timed out route=%s device=\"%s\" reply_topic=%s",
+                p->route->name, p->device ? p->device : "-", p->reply_topic);
+        R.answer(p->waiter, 504, (const uint8_t *)diag, (size_t)n);
+        free_pending(p);
     }
-    arm_timer();
 }
 
 static void on_reply(const char *topic, const uint8_t *payload, size_t len)
 {
-    for (struct pending *p = R.list; p; p = p->next) {
+    for (struct waiting *w = R.waiting.head; w; w = w->next) {
+        struct pending *p = (struct pending *)w;
+
         if (strcmp(p->reply_topic, topic) != 0)
             continue;
-        unlink_pending(p);
+        waitlist_remove(&R.waiting, w);
         log_msg(LOG_DEBUG, "request: answered route=%s device=\"%s\" bytes=%zu", p->route->name,
                 p->device ? p->device : "-", len);
         R.answer(p->waiter, 205, payload, len);
         free_pending(p);
-        arm_timer();
         return;
     }
     /* Late (after 5.04), a duplicate, or another gateway's: nobody waits for it. */
@@ -135,7 +105,7 @@ int request_init(const struct conf *conf, request_answer_fn answer, request_drop
     R.conf = conf;
     R.answer = answer;
     R.drop = drop;
-    R.timer.cb = on_timeout;
+    R.waiting.timer.cb = on_timeout;
     for (size_t i = 0; i < conf->n_routes; i++)
         R.n_filters += conf->routes[i].request != NULL;
     if (!R.n_filters)
@@ -164,7 +134,7 @@ int request_send(void *ctx, const struct conf_route *route, const char *device,
     int rc;
 
     (void)ctx;
-    if (R.n >= REQUEST_MAX_WAITING)
+    if (R.waiting.n >= REQUEST_MAX_WAITING)
         return -ENOBUFS;
     p = calloc(1, sizeof(*p));
     if (!p)
@@ -183,14 +153,8 @@ int request_send(void *ctx, const struct conf_route *route, const char *device,
         return rc;
     }
     p->waiter = waiter;
-    p->deadline_ms = loop_now_ms() + (uint64_t)route->request->timeout * 1000u;
-    /* Appended: replies for the same topic (there are none: ids are unique) go oldest first. */
-    struct pending **tail = &R.list;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = p;
-    R.n++;
-    arm_timer();
+    waitlist_add(&R.waiting, &p->w,
+                 loop_now_ms() + (uint64_t)route->request->timeout * 1000u);
     log_msg(LOG_DEBUG, "request: sent route=%s device=\"%s\" topic=%s reply_topic=%s",
             route->name, device ? device : "-", topic, reply_topic);
     return 0;
@@ -198,20 +162,20 @@ int request_send(void *ctx, const struct conf_route *route, const char *device,
 
 size_t request_waiting(void)
 {
-    return R.n;
+    return R.waiting.n;
 }
 
 void request_free(void)
 {
-    struct pending *p = R.list;
+    struct waiting *w;
 
-    loop_timer_cancel(&R.timer);
-    while (p) {
-        struct pending *next = p->next;
+    loop_timer_cancel(&R.waiting.timer);
+    while ((w = R.waiting.head) != NULL) {
+        struct pending *p = (struct pending *)w;
+        R.waiting.head = w->next;
         if (R.drop)
             R.drop(p->waiter);
         free_pending(p);
-        p = next;
     }
     for (size_t i = 0; i < R.n_filters; i++)
         free(R.filters[i]);
