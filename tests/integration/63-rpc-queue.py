@@ -89,9 +89,9 @@ class SleepyDevice:
         self.sock.connect(("127.0.0.1", port))
         self.mid = 1000
 
-    def send(self, mtype, code, path, payload=b"", extra=()):
+    def send(self, mtype, code, path, payload=b"", extra=(), token=None):
         self.mid += 1
-        token = os.urandom(4)
+        token = token or os.urandom(4)
         opts = [(OPT_URI_PATH, seg.encode()) for seg in path.strip("/").split("/")]
         if payload:
             opts.append((OPT_CONTENT_FORMAT, bytes([50])))
@@ -164,6 +164,38 @@ def test_a_new_registration_with_a_new_token_replaces_the_old(env):
         mtype, code, mid, token, opts, body = dev.recv()
         assert token == tokens[1] and json.loads(body)["id"] == 10, (token, body)
         dev.sock.send(encode(ACK, 0, mid, b""))
+    finally:
+        dev.close()
+
+
+@with_env("rpcq-cancel", extra=QUEUE_ROUTE)
+def test_observe_1_and_rst_cancel_and_nothing_is_lost(env):
+    """A device that deregisters (Observe=1) or answers a notification with RST has no
+    observation any more: what comes next waits for its next registration."""
+    dev = SleepyDevice(env.port)
+    path = "/q/A1_TEST_TOKEN/rpc"
+    try:
+        tok = dev.send(CON, 1, path, extra=[(OPT_OBSERVE, b"")])
+        assert dev.recv()[3] == tok
+        dev.send(CON, 1, path, extra=[(OPT_OBSERVE, b"\x01")], token=tok)  # deregister
+        mtype, code, _, _, opts, _ = dev.recv()
+        assert code == "2.05" and OPT_OBSERVE not in opts, (code, opts)
+        rpc(env, "Device A", 1)
+        env.gw.wait_log('south: queued for a device not observing route=q-rpc '
+                        'device="Device A" waiting=1')
+        # registered again: the waiting RPC is the answer; the next one is a notification,
+        # refused with RST
+        tok = dev.send(CON, 1, path, extra=[(OPT_OBSERVE, b"")])
+        mtype, code, _, token, _, body = dev.recv()
+        assert token == tok and json.loads(body)["id"] == 1, body
+        rpc(env, "Device A", 2)
+        mtype, code, mid, token, _, body = dev.recv()
+        assert mtype == CON and json.loads(body)["id"] == 2, body
+        dev.sock.send(encode(3, 0, mid, b""))  # RST
+        env.gw.wait_log('south: not acknowledged route=q-rpc device="Device A" id=2')
+        tok = dev.send(CON, 1, path, extra=[(OPT_OBSERVE, b"")])
+        mtype, code, _, token, _, body = dev.recv()
+        assert token == tok and json.loads(body)["id"] == 2, body
     finally:
         dev.close()
 
