@@ -284,6 +284,7 @@ const struct conf_table conf_tables[] = {
     {"routes.observe.queue", conf_queue_keys},
     {"routes.observe.fetch", conf_fetch_keys},
     {"routes.request", conf_request_keys},
+    {"routes.command", conf_command_keys},
     {NULL, NULL},
 };
 

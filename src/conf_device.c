@@ -251,6 +251,26 @@ static int parse_attributes(struct conf_loader *ld, yaml_node_t *v, void *obj)
 }
 
 #define D_OFF(f) offsetof(struct conf_device, f)
+/* coap://host:port or coaps://host:port, host a literal address ([v6] in brackets). */
+static int check_address(struct conf_loader *ld, yaml_node_t *v, const struct conf_key *c,
+                         void *obj)
+{
+    const char *a = ((struct conf_device *)obj)->address;
+    const char *rest = !strncmp(a, "coap://", 7) ? a + 7 : !strncmp(a, "coaps://", 8) ? a + 8
+                                                                                       : NULL;
+    char host[64];
+    unsigned port;
+
+    (void)c;
+    if (!rest || (rest[0] == '[' ? sscanf(rest, "[%63[0-9a-fA-F:.]]:%u", host, &port)
+                                 : sscanf(rest, "%63[0-9.]:%u", host, &port)) != 2 ||
+        port == 0 || port > 65535)
+        return conf_err(ld, v, "'address' in %s must be coap://ADDRESS:PORT or "
+                        "coaps://ADDRESS:PORT with a literal IPv4 or [IPv6] address, got '%s'",
+                        ld->what, a);
+    return 0;
+}
+
 /* clang-format off */
 const struct conf_key conf_device_keys[] = {
     {CONF_KEY("name", STR, D_OFF(name)), .check = conf_check_nonempty},
@@ -261,6 +281,8 @@ const struct conf_key conf_device_keys[] = {
     {CONF_KEY("psk_key_hex", CUSTOM, 0), .parse = parse_psk_key_hex},
     {CONF_KEY("cert_cn", STR, D_OFF(cert_cn)), .flags = CONF_F_EMPTY_NULL},
     {CONF_KEY("attributes", CUSTOM, 0), .parse = parse_attributes},
+    {CONF_KEY("address", STR, D_OFF(address)), .flags = CONF_F_EMPTY_NULL,
+     .check = check_address},
     {.name = NULL},
 };
 /* clang-format on */
@@ -297,6 +319,10 @@ int conf_device_read(struct conf_loader *ld, yaml_node_t *v, struct conf_device 
                       d->name);
     if (d->psk_key && !d->psk_identity)
         rc = conf_err(ld, v, "device '%s' has a PSK but no 'psk_identity'", d->name);
+    if (d->address && !strncmp(d->address, "coaps://", 8) && !d->psk_identity)
+        rc = conf_err(ld, conf_map_get(ld, v, "address"),
+                      "device '%s' has a coaps:// address but no PSK to speak DTLS with",
+                      d->name);
     return rc;
 }
 
@@ -350,6 +376,7 @@ void conf_device_free(struct conf_device *d)
     free(d->psk_identity);
     free(d->psk_key);
     free(d->cert_cn);
+    free(d->address);
     for (size_t k = 0; k < d->n_attrs; k++) {
         free(d->attrs[k].key);
         free(d->attrs[k].json);

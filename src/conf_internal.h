@@ -123,6 +123,10 @@ extern const struct conf_key conf_observe_keys[];
 extern const struct conf_key conf_queue_keys[];
 extern const struct conf_key conf_fetch_keys[];
 extern const struct conf_key conf_request_keys[];
+extern const struct conf_key conf_command_keys[];
+/* The command block of a route (conf_command.c). */
+int conf_command_parse(struct conf_loader *ld, yaml_node_t *v, struct conf_route *r);
+void conf_command_free(struct conf_command *c);
 
 /* Set every default of a key table into obj. @return 0 or -ENOMEM. */
 int conf_defaults(const struct conf_key *keys, void *obj);

@@ -386,6 +386,11 @@ static int parse_request(struct conf_loader *ld, yaml_node_t *v, void *obj)
     return rc;
 }
 
+static int parse_command(struct conf_loader *ld, yaml_node_t *v, void *obj)
+{
+    return conf_command_parse(ld, v, obj);
+}
+
 /* The defaults of identity (-1) and ack are resolved by check_route() from other keys. */
 /* clang-format off */
 const struct conf_key conf_route_keys[] = {
@@ -412,6 +417,7 @@ const struct conf_key conf_route_keys[] = {
      .values = ack_values},
     {CONF_KEY("observe", CUSTOM, 0), .parse = parse_observe},
     {CONF_KEY("request", CUSTOM, 0), .parse = parse_request},
+    {CONF_KEY("command", CUSTOM, 0), .parse = parse_command},
     {CONF_KEY("cache", ENUM, R_OFF(cache_client)), .def = 0, .names = cache_client_names,
      .values = cache_values},
     {.name = NULL},
@@ -679,6 +685,20 @@ static void check_topic(struct route_check *rc)
         check_reply_topic(rc);
 }
 
+/* A command route is its command block: the uplink keys would mean nothing there. */
+static int check_command_route(struct route_check *rc, int err)
+{
+    static const char *const uplink_only[] = {"methods", "path", "query", "identity", "topic",
+                                              "observe", "request", "formats", "shape", NULL};
+
+    for (const char *const *k = uplink_only; *k; k++)
+        if (conf_map_get(rc->ld, rc->map, *k))
+            err = conf_err(rc->ld, conf_map_get(rc->ld, rc->map, *k),
+                           "route '%s' has a 'command': '%s' belongs in it or not at all",
+                           rc->r->name, *k);
+    return err;
+}
+
 int conf_route_read(struct conf_loader *ld, yaml_node_t *v, struct conf_route *r, size_t idx)
 {
     struct route_check rc = {.ld = ld, .map = v, .r = r};
@@ -708,6 +728,8 @@ int conf_route_read(struct conf_loader *ld, yaml_node_t *v, struct conf_route *r
     err = conf_apply(ld, v, conf_route_keys, r, what);
     if (err == -ENOMEM)
         return err;
+    if (r->command || conf_map_get(ld, v, "command"))
+        return check_command_route(&rc, err);
     check_path_identity(&rc);
     check_body(&rc);
     check_topic(&rc);
@@ -769,4 +791,5 @@ void conf_route_free(struct conf_route *r)
         free(r->request->reply_topic);
         free(r->request);
     }
+    conf_command_free(r->command);
 }

@@ -35,7 +35,11 @@ int route_table_build(const struct conf *conf, struct route_table **out, char *e
     }
     for (size_t i = 0; i < conf->n_routes; i++) {
         const struct conf_route *c = &conf->routes[i];
-        struct route *r = &t->routes[t->n++];
+        struct route *r;
+
+        if (c->command)
+            continue; /* downlink only: no device request takes this route */
+        r = &t->routes[t->n++];
 
         r->conf = c;
         r->query_vars = calloc(c->n_query + 1, sizeof(*r->query_vars));

@@ -12,6 +12,7 @@
 #include "coap2mqtt/attrs.h"
 #include "coap2mqtt/buf.h"
 #include "coap2mqtt/codec.h"
+#include "coap2mqtt/device.h"
 #include "coap2mqtt/log.h"
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/south.h"
@@ -321,8 +322,16 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     req.waiter_new = pending_new;
     req.waiter_ctx = &origin;
     uplink_handle(&req, &res);
-    if (res.device)
+    if (res.dev) {
+        const coap_address_t *a = coap_session_get_addr_remote(session);
+        if (a->size <= sizeof(res.dev->last_addr)) {
+            memcpy(&res.dev->last_addr, &a->addr, a->size);
+            res.dev->last_addr_len = a->size;
+            res.dev->last_ifindex = coap_session_get_ifindex(session);
+            res.dev->last_dtls = coap_session_get_proto(session) == COAP_PROTO_DTLS;
+        }
         south_observe_device_seen(res.device);
+    }
     stats_count(STATS_RECEIVED, res.route);
     if (res.code / 100 == 2)
         stats_count(STATS_ACCEPTED, res.route);
@@ -356,6 +365,16 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
     (void)sent;
     south_observe_nack(session, mid, reason);
     south_keepalive_nack(session, mid, reason);
+    south_command_nack(session, mid, reason);
+}
+
+/* Responses come only on the gateway's own client sessions: commands to devices. */
+static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent,
+                                   const coap_pdu_t *received, const coap_mid_t mid)
+{
+    (void)sent;
+    (void)mid;
+    return south_command_response(session, received) ? COAP_RESPONSE_OK : COAP_RESPONSE_FAIL;
 }
 
 static int event_handler(coap_session_t *session, const coap_event_t event)
@@ -466,6 +485,7 @@ int south_init(const struct conf *conf)
                                                         ? conf->coap.max_sessions : 100);
     coap_register_event_handler(S.ctx, event_handler);
     coap_register_nack_handler(S.ctx, on_nack);
+    coap_register_response_handler(S.ctx, on_response);
     for (size_t i = 0; i < conf->coap.n_listeners; i++)
         if (conf->coap.listeners[i].scheme == CONF_SCHEME_COAPS)
             dtls = true;
@@ -482,6 +502,8 @@ int south_init(const struct conf *conf)
     coap_add_resource(S.ctx, r);
     south_keepalive_init(S.ctx, conf->coap.keepalive);
     rc = south_observe_init(S.ctx, conf, handle_request);
+    if (rc == 0)
+        rc = south_command_init(S.ctx, conf);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < conf->coap.n_listeners; i++) {
@@ -517,6 +539,7 @@ void south_free(void)
             untrigger(p);
             south_pending_free(p);
         }
+        south_command_free();
         coap_free_context(S.ctx);
         S.ctx = NULL;
     }

@@ -44,6 +44,13 @@ void south_keepalive_session_del(coap_session_t *s);
 void south_keepalive_touch(coap_session_t *s);
 void south_keepalive_nack(coap_session_t *s, coap_mid_t mid, coap_nack_reason_t reason);
 
+/* Commands to devices that are CoAP servers (south_command.c): client sessions of ctx. */
+int south_command_init(coap_context_t *ctx, const struct conf *conf);
+void south_command_free(void);
+/* A response on a client session: true when it was a command's (handled). */
+bool south_command_response(coap_session_t *session, const coap_pdu_t *received);
+void south_command_nack(coap_session_t *session, coap_mid_t mid, coap_nack_reason_t reason);
+
 /* Duplicate suppression (south_dedup.c): answers by (peer, message ID). */
 int south_dedup_init(void);
 void south_dedup_free(void);

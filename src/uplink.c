@@ -495,6 +495,7 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
     }
     if (j.device) {
         res->device = j.device->name;
+        res->dev = j.device;
         j.device->last_seen_ms = loop_now_ms();
         if (j.route->conf->cache_client)
             attrs_merge(j.device->name, ATTRS_CLIENT, j.data);

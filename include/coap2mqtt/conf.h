@@ -41,6 +41,7 @@ struct conf_device {
     uint8_t *psk_key; /* raw key bytes (YAML: psk_key text, or psk_key_hex) */
     size_t psk_key_len;
     char *cert_cn; /* certificate CN naming this device; NULL when none */
+    char *address; /* its own CoAP server: coap://host:port or coaps:// (PSK); NULL: none */
     struct conf_attr *attrs;
     size_t n_attrs;
     struct conf_mark mark;
@@ -119,6 +120,17 @@ struct conf_observe {
     struct conf_fetch *fetch; /* NULL: reads answer from the cache only */
 };
 
+/* An MQTT message becomes a CoAP request to a device that runs a CoAP server. */
+struct conf_command {
+    char *subscribe; /* topic filter template: {device} and other whole-level {vars} */
+    unsigned method; /* one CoAP request code: 1 GET, 2 POST, 3 PUT, 4 DELETE */
+    char *path;      /* on the device: "/valve"; may use the subscribe's {vars} */
+    enum conf_format format; /* how the MQTT payload is sent: json, cbor, text, octets */
+    bool confirmable; /* CON (default) with retransmission, or NON */
+    char *reply_topic; /* template: {"device","code","data"} or {"device","error"} */
+    int timeout;       /* seconds for the whole exchange, default 30 */
+};
+
 /* A request answered from MQTT (client-side RPC): published with an id, the first message
  * on its reply topic becomes the CoAP response. */
 struct conf_request {
@@ -169,6 +181,7 @@ struct conf_route {
     enum conf_ack ack; /* default: broker for QoS 1 and 2, received for QoS 0 */
     struct conf_observe *observe; /* NULL for uplink routes */
     struct conf_request *request; /* NULL unless the request is answered from MQTT */
+    struct conf_command *command; /* NULL unless MQTT messages become requests to devices */
     int cache_client; /* 1: keep the body as the device's client attributes */
     struct conf_mark mark;
 };

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "coap2mqtt/conf.h"
 
@@ -22,6 +23,11 @@ struct device {
     const struct conf_device *conf; /* NULL for devices first seen at run time */
     bool announced; /* the announce message went out on the current MQTT connection */
     uint64_t last_seen_ms;
+    /* Where it last spoke from (commands to its own server when it has no address). */
+    struct sockaddr_storage last_addr;
+    uint32_t last_addr_len; /* 0: never heard from */
+    int last_ifindex;
+    bool last_dtls;
 };
 
 int device_registry_init(const struct conf *conf);

@@ -22,6 +22,8 @@ enum uplink_auth {
     UPLINK_AUTH_ANON, /* DTLS without client credentials (server certificate only) */
 };
 
+struct device;
+
 struct uplink_req {
     unsigned method; /* CoAP request code 1..7 */
     const struct tmpl_slice *segs;
@@ -51,6 +53,7 @@ struct uplink_res {
     void *waiter; /* what waiter_new() made; the caller frees it when !pending */
     const struct conf_route *route; /* the matched route, NULL when none */
     const char *device; /* the device identified, NULL when none (valid until the next call) */
+    struct device *dev;
 };
 
 /* Publish hook (the spool): 0 when taken, -ENOBUFS when the gateway cannot take more
