@@ -8,7 +8,7 @@ import socket
 import sys
 import time
 
-from harness import Observer, coap_request, coap_client_bin, jloads, main, with_env
+from harness import Observer, coap_request, coap_client_bin, jloads, main, need, with_env
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from coapdev import ACK, CON, OPT_CONTENT_FORMAT, OPT_URI_PATH, decode, encode  # noqa: E402
@@ -49,6 +49,21 @@ def test_rpcs_wait_for_the_next_observation_and_arrive_in_order(env):
         # delivered once: a third request is the next notification, not a repeat
         rpc(env, "Device A", 3)
         assert obs.wait_for(lambda d: True)["id"] == 3
+    finally:
+        obs.stop()
+
+
+@with_env("rpcq-coap-cli", extra=QUEUE_ROUTE)
+def test_npm_coap_cli_observer_gets_queued_and_live_rpcs(env):
+    need("coap")
+    rpc(env, "Device B", 1)
+    env.gw.wait_log('south: queued route=q-rpc device="Device B" id=1 waiting=1')
+    obs = Observer(f"coap get -o {env.url('/q/B1_TEST_TOKEN/rpc')}")
+    try:
+        assert obs.wait_for(lambda d: True)["id"] == 1
+        rpc(env, "Device B", 2)
+        assert obs.wait_for(lambda d: True) == {"id": 2, "method": "setGpio",
+                                                "params": {"pin": 2}}
     finally:
         obs.stop()
 
