@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A lossy radio: devices in their own network namespace behind a veth pair, 20 % of the
-packets dropped each way (nftables numgen random at prerouting; this kernel has no netem).
+packets dropped each way (nftables numgen random at prerouting; this kernel has no netem)
+and every packet delayed 10-70 ms each way by a UDP relay in the devices' namespace.
 Every CON reading must arrive, none twice."""
 import json
 import os
@@ -12,6 +13,7 @@ from harness import Skip, collect_json, main, need, with_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 N_DEV, PER_DEV, LOSS = 10, 20, 20
+DELAY_MS, JITTER_MS = 40, 30  # each way
 TAG = uuid.uuid4().hex[:6]
 NS = f"c2m-dev-{TAG}"
 V_ROOT, V_NS = f"c2m{TAG}r", f"c2m{TAG}n"
@@ -85,11 +87,26 @@ def test_lossy_radio_every_con_reading_once():
           listen_extra=(f"{NET}.1",))
 def run_with_gateway(env):
     sub = env.sub("radio/#")
-    r = subprocess.run(["ip", "netns", "exec", NS, sys.executable,
-                        os.path.join(HERE, "coapdev.py"), f"{NET}.1", str(env.port),
-                        str(N_DEV), str(PER_DEV), "/radio/R{k:02d}"],
-                       capture_output=True, text=True, timeout=600)
+    # the radio's latency: every datagram waits DELAY ± JITTER ms in a relay inside the
+    # devices' namespace, each way, on top of the loss on the link
+    relay = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable,
+                              os.path.join(HERE, "udprelay.py"), f"{NET}.2", f"{NET}.1",
+                              str(env.port), str(DELAY_MS), str(JITTER_MS)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = relay.stdout.readline().split()
+        assert ready[:1] == ["ready"], f"relay did not start: {relay.stderr.read()}"
+        r = subprocess.run(["ip", "netns", "exec", NS, sys.executable,
+                            os.path.join(HERE, "coapdev.py"), f"{NET}.2", ready[1],
+                            str(N_DEV), str(PER_DEV), "/radio/R{k:02d}"],
+                           capture_output=True, text=True, timeout=600)
+    finally:
+        relay.terminate()
+        relayed = relay.communicate(timeout=10)[0]
     assert r.returncode == 0, r.stderr
+    n_relayed = int(relayed.split()[-1]) if relayed.startswith("relayed") else 0
+    # every request and answer went through it (retransmissions make it more)
+    assert n_relayed >= 2 * N_DEV * PER_DEV * (100 - LOSS) // 100, relayed
     out = json.loads(r.stdout)
     codes = out["results"]
     assert all(c == ["2.04"] * PER_DEV for c in codes.values()), codes
@@ -102,7 +119,7 @@ def run_with_gateway(env):
     for k in range(N_DEV):
         assert by_dev.get(k) == list(range(PER_DEV)), f"device {k}: {by_dev.get(k)}"
     drops = sh("nft", "list", "table", "inet", TABLE).stdout
-    print(f"retransmissions: {out['retransmissions']}; root-side rule: "
+    print(f"relayed: {n_relayed}; retransmissions: {out['retransmissions']}; root-side rule: "
           f"{drops.split('counter')[1].split('drop')[0].strip()}")
 
 
