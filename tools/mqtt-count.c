@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mqtt-count: subscribes (Paho MQTTAsync), counts the messages coap-load's readings become,
+ * finds lost and duplicated sequence numbers per device, and computes end-to-end latency
+ * from the send time each reading carries. Stops when the expected number arrived or nothing
+ * came for the idle time. Prints one JSON line.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <MQTTAsync.h>
+
+#define MAX_DEVICES 100000
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool subscribed, failed;
+    uint64_t received, parsed, dup, expected;
+    int64_t last_ms;
+    uint64_t *seen_bits[MAX_DEVICES]; /* per device: a bitmap of sequence numbers */
+    uint64_t cap[MAX_DEVICES];        /* bits in it */
+    int64_t *lat;
+    size_t n_lat, cap_lat;
+    int max_dev;
+} S = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The reading's "dev", "seq" and "ts", wherever the shape put the body. */
+static bool field(const char *p, size_t len, const char *key, int64_t *out)
+{
+    char pat[16];
+    const char *f;
+    int n = snprintf(pat, sizeof(pat), "\"%s\":", key);
+
+    f = memmem(p, len, pat, (size_t)n);
+    if (!f)
+        return false;
+    *out = strtoll(f + n, NULL, 10);
+    return true;
+}
+
+static void mark(int64_t dev, int64_t seq)
+{
+    uint64_t bit = (uint64_t)seq;
+
+    if (dev < 0 || dev >= MAX_DEVICES || seq < 0)
+        return;
+    if (bit >= S.cap[dev]) {
+        uint64_t cap = S.cap[dev] ? S.cap[dev] : 1024;
+        while (cap <= bit)
+            cap *= 2;
+        uint64_t *grown = realloc(S.seen_bits[dev], cap / 8);
+        if (!grown)
+            return;
+        memset((char *)grown + S.cap[dev] / 8, 0, (cap - S.cap[dev]) / 8);
+        S.seen_bits[dev] = grown;
+        S.cap[dev] = cap;
+    }
+    if (S.seen_bits[dev][bit / 64] & (1ull << (bit % 64)))
+        S.dup++;
+    S.seen_bits[dev][bit / 64] |= 1ull << (bit % 64);
+    if (dev > S.max_dev)
+        S.max_dev = (int)dev;
+}
+
+static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+{
+    int64_t dev, seq, ts, now = wall_ms();
+
+    (void)ctx;
+    (void)topic_len;
+    pthread_mutex_lock(&S.lock);
+    S.received++;
+    S.last_ms = now;
+    if (field(m->payload, (size_t)m->payloadlen, "dev", &dev) &&
+        field(m->payload, (size_t)m->payloadlen, "seq", &seq) &&
+        field(m->payload, (size_t)m->payloadlen, "ts", &ts)) {
+        S.parsed++;
+        mark(dev, seq);
+        if (S.n_lat == S.cap_lat) {
+            size_t cap = S.cap_lat ? S.cap_lat * 2 : 4096;
+            int64_t *grown = realloc(S.lat, cap * sizeof(*grown));
+            if (grown) {
+                S.lat = grown;
+                S.cap_lat = cap;
+            }
+        }
+        if (S.n_lat < S.cap_lat)
+            S.lat[S.n_lat++] = now - ts;
+    }
+    if (S.expected && S.received >= S.expected)
+        pthread_cond_signal(&S.cond);
+    pthread_mutex_unlock(&S.lock);
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+static void on_subscribed(void *ctx, MQTTAsync_successData *r)
+{
+    (void)ctx;
+    (void)r;
+    pthread_mutex_lock(&S.lock);
+    S.subscribed = true;
+    pthread_cond_signal(&S.cond);
+    pthread_mutex_unlock(&S.lock);
+}
+
+static void on_failed(void *ctx, MQTTAsync_failureData *r)
+{
+    (void)ctx;
+    fprintf(stderr, "mqtt-count: %s failed (%d)\n", "connect/subscribe", r ? r->code : -1);
+    pthread_mutex_lock(&S.lock);
+    S.failed = true;
+    pthread_cond_signal(&S.cond);
+    pthread_mutex_unlock(&S.lock);
+}
+
+static const char *g_topic;
+static int g_qos = 1;
+
+static void on_connected(void *ctx, MQTTAsync_successData *r)
+{
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+
+    (void)r;
+    ro.onSuccess = on_subscribed;
+    ro.onFailure = on_failed;
+    ro.context = ctx;
+    MQTTAsync_subscribe(*(MQTTAsync *)ctx, g_topic, g_qos, &ro);
+}
+
+static int cmp64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    MQTTAsync client;
+    MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+    const char *url = "tcp://127.0.0.1:1883", *ready_file = NULL;
+    double idle_s = 5;
+    uint64_t lost = 0, devices_expected = 0, per_device = 0;
+    int opt;
+    char id[64];
+
+    g_topic = "#";
+    while ((opt = getopt(argc, argv, "u:t:q:e:i:n:k:r:")) != -1) {
+        switch (opt) {
+        case 'u': url = optarg; break;
+        case 't': g_topic = optarg; break;
+        case 'q': g_qos = atoi(optarg); break;
+        case 'e': S.expected = strtoull(optarg, NULL, 10); break;
+        case 'i': idle_s = atof(optarg); break;
+        case 'n': devices_expected = strtoull(optarg, NULL, 10); break;
+        case 'k': per_device = strtoull(optarg, NULL, 10); break;
+        case 'r': ready_file = optarg; break;
+        default:
+            fprintf(stderr, "usage: mqtt-count [-u URL] [-t FILTER] [-q QOS] [-e EXPECTED]\n"
+                            "       [-i IDLE_S] [-n DEVICES -k PER_DEVICE] [-r READY_FILE]\n");
+            return 2;
+        }
+    }
+    snprintf(id, sizeof(id), "mqtt-count-%d", (int)getpid());
+    if (MQTTAsync_create(&client, url, id, MQTTCLIENT_PERSISTENCE_NONE, NULL) != MQTTASYNC_SUCCESS)
+        return 1;
+    MQTTAsync_setCallbacks(client, NULL, NULL, on_message, NULL);
+    co.keepAliveInterval = 30;
+    co.cleansession = 1;
+    co.onSuccess = on_connected;
+    co.onFailure = on_failed;
+    co.context = &client;
+    if (MQTTAsync_connect(client, &co) != MQTTASYNC_SUCCESS)
+        return 1;
+    pthread_mutex_lock(&S.lock);
+    while (!S.subscribed && !S.failed)
+        pthread_cond_wait(&S.cond, &S.lock);
+    if (S.failed) {
+        pthread_mutex_unlock(&S.lock);
+        return 1;
+    }
+    if (ready_file) {
+        FILE *f = fopen(ready_file, "w");
+        if (f)
+            fclose(f);
+    }
+    S.last_ms = wall_ms();
+    /* until all expected arrived, or nothing came for idle_s */
+    while (!(S.expected && S.received >= S.expected) &&
+           wall_ms() - S.last_ms < (int64_t)(idle_s * 1000)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&S.cond, &S.lock, &until);
+    }
+    if (devices_expected && per_device)
+        for (uint64_t d = 0; d < devices_expected && d < MAX_DEVICES; d++)
+            for (uint64_t q = 0; q < per_device; q++)
+                lost += !(q < S.cap[d] && (S.seen_bits[d][q / 64] & (1ull << (q % 64))));
+    qsort(S.lat, S.n_lat, sizeof(*S.lat), cmp64);
+#define P(p) (S.n_lat ? S.lat[(size_t)((p) * (double)(S.n_lat - 1))] : 0)
+    printf("{\"received\":%" PRIu64 ",\"readings\":%" PRIu64 ",\"duplicates\":%" PRIu64
+           ",\"lost\":%" PRIu64 ",\"e2e_p50_ms\":%" PRId64 ",\"e2e_p99_ms\":%" PRId64
+           ",\"e2e_max_ms\":%" PRId64 "}\n",
+           S.received, S.parsed, S.dup, lost, P(0.5), P(0.99),
+           S.n_lat ? S.lat[S.n_lat - 1] : 0);
+    pthread_mutex_unlock(&S.lock);
+    MQTTAsync_disconnectOptions dopts = MQTTAsync_disconnectOptions_initializer;
+    MQTTAsync_disconnect(client, &dopts);
+    MQTTAsync_destroy(&client);
+    for (int d = 0; d <= S.max_dev; d++)
+        free(S.seen_bits[d]);
+    free(S.lat);
+    return 0;
+}
