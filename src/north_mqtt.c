@@ -14,6 +14,7 @@
 #include "coap2mqtt/north.h"
 #include "coap2mqtt/spool.h"
 #include "coap2mqtt/tmpl.h"
+#include "north_internal.h"
 
 static struct {
     const struct conf *conf;
@@ -103,6 +104,7 @@ static void job_connected(void *arg)
     N.connected = true;
     N.backoff_s = 0;
     N.count.reconnects++;
+    north_set_nodelay();
     log_msg(LOG_NOTICE, "north: connected broker=%s spooled=%zu", N.conf->mqtt.url,
             spool_depth());
     if (N.status_topic)

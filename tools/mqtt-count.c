@@ -30,7 +30,7 @@ static struct {
     int64_t *lat;
     size_t n_lat, cap_lat;
     int max_dev;
-} S = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+} S = {.max_dev = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static int64_t wall_ms(void)
 {
@@ -215,10 +215,22 @@ int main(int argc, char **argv)
         }
         pthread_cond_timedwait(&S.cond, &S.lock, &until);
     }
-    if (devices_expected && per_device)
-        for (uint64_t d = 0; d < devices_expected && d < MAX_DEVICES; d++)
-            for (uint64_t q = 0; q < per_device; q++)
-                lost += !(q < S.cap[d] && (S.seen_bits[d][q / 64] & (1ull << (q % 64))));
+    /* Lost: with -k, every sequence number below it for each of the -n devices; without,
+     * the holes below the highest number seen from each device (the load generator numbers
+     * each device's readings from 0 without gaps). */
+    for (int64_t d = 0; d < MAX_DEVICES && d <= (devices_expected ? (int64_t)devices_expected - 1
+                                                                   : (int64_t)S.max_dev);
+         d++) {
+        uint64_t top = per_device;
+        if (!top)
+            for (uint64_t q = S.cap[d]; q > 0; q--)
+                if (S.seen_bits[d][(q - 1) / 64] & (1ull << ((q - 1) % 64))) {
+                    top = q;
+                    break;
+                }
+        for (uint64_t q = 0; q < top; q++)
+            lost += !(q < S.cap[d] && (S.seen_bits[d][q / 64] & (1ull << (q % 64))));
+    }
     qsort(S.lat, S.n_lat, sizeof(*S.lat), cmp64);
 #define P(p) (S.n_lat ? S.lat[(size_t)((p) * (double)(S.n_lat - 1))] : 0)
     printf("{\"received\":%" PRIu64 ",\"readings\":%" PRIu64 ",\"duplicates\":%" PRIu64

@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: MIT */
+/* Declarations shared by the northbound files. */
+#ifndef COAP2MQTT_NORTH_INTERNAL_H
+#define COAP2MQTT_NORTH_INTERNAL_H
+
+/* TCP_NODELAY on the broker connection (Paho has no option for it). @return sockets set. */
+int north_set_nodelay(void);
+
+#endif
