@@ -117,9 +117,9 @@ static int read_string(struct reader *r, uint8_t major, uint64_t arg, bool indef
         return 0;
     }
     for (;;) {
-        uint8_t m, ai;
-        uint64_t n;
-        bool chunk_indef;
+        uint8_t m = 0, ai = 0; /* set by read_head(); gcc -O3 cannot see it through fail() */
+        uint64_t n = 0;
+        bool chunk_indef = false;
         int rc;
 
         if (left(r) >= 1 && r->p[r->pos] == 0xff) {
