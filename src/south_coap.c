@@ -2,6 +2,7 @@
 /* Southbound CoAP server: libcoap context in our loop, listeners, the catch-all handler. */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "coap2mqtt/codec.h"
 #include "coap2mqtt/device.h"
 #include "coap2mqtt/log.h"
+#include "coap2mqtt/sockets.h"
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/south.h"
 #include "coap2mqtt/stats.h"
@@ -425,6 +427,26 @@ static void on_tick(struct loop_timer *t)
     loop_timer_set(t, 1000);
 }
 
+/* Thousands of devices answering at once overflow the default UDP receive buffer (~200 KiB)
+ * and libcoap offers no option for it: lost requests cost their devices a retransmission
+ * (seconds). The listeners get 4 MiB; root may exceed net.core.rmem_max. */
+#define SOUTH_RCVBUF (4 << 20)
+
+static void raise_rcvbuf(int fd, const struct sockaddr_storage *local,
+                         const struct sockaddr_storage *peer, void *arg)
+{
+    unsigned port = *(unsigned *)arg;
+    unsigned local_port = ntohs(local->ss_family == AF_INET
+                                    ? ((const struct sockaddr_in *)local)->sin_port
+                                    : ((const struct sockaddr_in6 *)local)->sin6_port);
+    int size = SOUTH_RCVBUF;
+
+    if (peer || local_port != port)
+        return;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+}
+
 static int add_listener(const struct conf_listener *l)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
@@ -451,6 +473,10 @@ static int add_listener(const struct conf_listener *l)
                 ? "coaps" : "coap", strchr(l->host, ':') ? "[" : "", l->host,
                 strchr(l->host, ':') ? "]" : "", l->port);
         return -EADDRINUSE;
+    }
+    {
+        unsigned listen_port = l->port;
+        sockets_each(SOCK_DGRAM, raise_rcvbuf, &listen_port);
     }
     log_msg(LOG_INFO, "south: listening on %s://%s%s%s:%u",
             proto == COAP_PROTO_DTLS ? "coaps" : "coap", strchr(l->host, ':') ? "[" : "",

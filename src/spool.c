@@ -27,6 +27,10 @@
 static struct {
     struct spool_limits lim;
     struct spool_msg *head, *tail;
+    /* The last message handed over in order: everything before it is in flight, so the next
+     * to send is found after it, not by walking the whole in-flight window each time
+     * (the profile showed that walk). NULL: search from the head. */
+    struct spool_msg *sent_upto;
     size_t depth, bytes, inflight;
     uint64_t next_seq;
     int fd;
@@ -165,6 +169,8 @@ static struct spool_msg *unlink_seq(uint64_t seq)
         *pp = m->next;
         if (P.tail == m)
             P.tail = prev;
+        if (P.sent_upto == m)
+            P.sent_upto = prev;
         P.depth--;
         P.bytes -= m->len + strlen(m->topic);
         if (m->state == SPOOL_INFLIGHT)
@@ -382,7 +388,7 @@ int spool_put(const char *topic, const void *payload, size_t len, int qos, bool 
 
 struct spool_msg *spool_next_queued(void)
 {
-    for (struct spool_msg *m = P.head; m; m = m->next)
+    for (struct spool_msg *m = P.sent_upto ? P.sent_upto->next : P.head; m; m = m->next)
         if (m->state == SPOOL_QUEUED)
             return m;
     return NULL;
@@ -424,6 +430,7 @@ void spool_requeue(uint64_t seq)
             P.inflight--;
         }
     }
+    P.sent_upto = NULL;
 }
 
 void spool_requeue_all(void)
@@ -431,6 +438,7 @@ void spool_requeue_all(void)
     for (struct spool_msg *m = P.head; m; m = m->next)
         m->state = SPOOL_QUEUED;
     P.inflight = 0;
+    P.sent_upto = NULL;
 }
 
 void spool_mark_inflight(struct spool_msg *m)
@@ -439,6 +447,7 @@ void spool_mark_inflight(struct spool_msg *m)
         m->state = SPOOL_INFLIGHT;
         P.inflight++;
     }
+    P.sent_upto = m;
 }
 
 size_t spool_depth(void)
