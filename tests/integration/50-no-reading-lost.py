@@ -110,14 +110,17 @@ def proxied(env):
 
 
 @with_env("lost-linkcut", files={"load.yaml": LOAD_YAML}, includes=["load.yaml"],
-          mqtt_url=proxied, mqtt_extra="  reconnect_min: 1\n  reconnect_max: 2\n",
+          mqtt_url=proxied,
+          # keepalive 5: once in a CI run Paho did not notice the proxy closing the link
+          # (no EOF seen for 20 s); the keepalive ping is the backstop a real link has too
+          mqtt_extra="  reconnect_min: 1\n  reconnect_max: 2\n  keepalive: 5\n",
           top_extra="spool:\n  max_messages: 5000\n")
 def test_link_cut_under_load_duplicates_only_what_was_resent(env):
     sub = env.sub("load/#")  # connected to the broker directly: it never loses its session
 
     def cut():
         env.proxy.cut()
-        env.gw.wait_log("north: connection lost", 20)
+        env.gw.wait_log("north: connection lost", 30)
 
     got = load_through_outage(env, sub, cut, env.proxy.restore)
     dups = check_in_order(per_device(got))
