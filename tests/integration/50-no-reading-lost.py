@@ -94,13 +94,23 @@ def test_broker_outage_under_load_loses_nothing(env):
 
 
 def check_in_order(seqs):
-    """Nothing lost, in order per device; a reading sent again may follow its first copy.
-    Returns the number of duplicates."""
+    """Nothing lost, and per device the first copies arrive in order. Extra copies are
+    allowed only of readings first seen shortly before (within 64 of the newest): the
+    gateway sending its in-flight window again after a link loss, or a restarted broker
+    redelivering what it had sent its subscriber without an acknowledgement (seen: 29, 30,
+    29, 30). Returns the number of extra copies."""
     dups = 0
     for topic, s in seqs.items():
-        unique = [x for i, x in enumerate(s) if i == 0 or x != s[i - 1]]
-        assert unique == list(range(PER_DEV)), f"{topic}: {s}"
-        dups += len(s) - len(unique)
+        seen, firsts = set(), []
+        for i, x in enumerate(s):
+            if x in seen:
+                dups += 1
+                # a repeat comes back within a short window of where it was first seen
+                assert max(firsts) - x < 64, f"{topic}: {x} repeated long after: {s}"
+            else:
+                seen.add(x)
+                firsts.append(x)
+        assert firsts == list(range(PER_DEV)), f"{topic}: {s}"
     return dups
 
 
