@@ -27,11 +27,43 @@ static int check_path(struct conf_loader *ld, yaml_node_t *v, const struct conf_
     return 0;
 }
 
+/* GET, POST, PUT, DELETE, or "{var}": a level of the subscription names it per message. */
+static int parse_method(struct conf_loader *ld, yaml_node_t *v, void *obj)
+{
+    struct conf_command *c = obj;
+    char *s = conf_scalar(ld, v, "method");
+    size_t len;
+    int rc = 0;
+
+    if (!s)
+        return ld->oom ? -ENOMEM : -EINVAL;
+    len = strlen(s);
+    if (len > 2 && s[0] == '{' && s[len - 1] == '}' && !strpbrk(s + 1, "{/")) {
+        free(c->method_var);
+        c->method_var = strndup(s + 1, len - 2);
+        if (!c->method_var) {
+            ld->oom = true;
+            rc = -ENOMEM;
+        }
+        free(s);
+        return rc;
+    }
+    for (size_t i = 0; method_names[i]; i++)
+        if (!strcmp(s, method_names[i])) {
+            c->method = (unsigned)method_values[i];
+            free(s);
+            return 0;
+        }
+    rc = conf_err(ld, v, "'method' must be one of GET, POST, PUT, DELETE or a {variable} of "
+                  "'subscribe'; got '%s'", s);
+    free(s);
+    return rc;
+}
+
 /* clang-format off */
 const struct conf_key conf_command_keys[] = {
     {CONF_KEY("subscribe", STR, C_OFF(subscribe)), .check = conf_check_nonempty},
-    {CONF_KEY("method", ENUM, C_OFF(method)), .def = 3, .names = method_names,
-     .values = method_values},
+    {CONF_KEY("method", CUSTOM, 0), .parse = parse_method},
     {CONF_KEY("path", STR, C_OFF(path)), .check = check_path},
     {CONF_KEY("format", ENUM, C_OFF(format)), .def = CONF_FMT_JSON, .names = format_names,
      .values = format_values},
@@ -76,6 +108,14 @@ static int subscribe_vars(struct conf_loader *ld, yaml_node_t *v, const char *su
     }
 }
 
+static bool method_var_known(const char *name, char vars[MAX_VARS][32], size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(vars[i], name))
+            return true;
+    return false;
+}
+
 int conf_command_parse(struct conf_loader *ld, yaml_node_t *v, struct conf_route *r)
 {
     struct conf_command *c;
@@ -90,6 +130,7 @@ int conf_command_parse(struct conf_loader *ld, yaml_node_t *v, struct conf_route
         ld->oom = true;
         return -ENOMEM;
     }
+    c->method = 3; /* PUT */
     snprintf(what, sizeof(what), "'command' of route '%s'", r->name);
     rc = conf_apply(ld, v, conf_command_keys, c, what);
     if (rc < 0)
@@ -106,9 +147,21 @@ int conf_command_parse(struct conf_loader *ld, yaml_node_t *v, struct conf_route
                         "'subscribe' in %s must name the device with a {device} level", what);
     for (size_t i = 0; i < n; i++)
         names[i] = vars[i];
+    if (c->method_var && !method_var_known(c->method_var, vars, n)) {
+        struct buf list = BUF_INIT;
+
+        for (size_t i = 0; i < n; i++)
+            buf_printf(&list, "%s{%s}", i == 0 ? "" : i + 1 == n ? " or " : ", ", vars[i]);
+        rc = conf_err(ld, conf_map_get(ld, v, "method"),
+                      "'method' in %s uses unknown variable {%s}; expected %s (a level of "
+                      "'subscribe')", what, c->method_var, list.data ? (char *)list.data : "");
+        buf_free(&list);
+    }
     names[n] = "gateway";
     names[n + 1] = NULL;
-    rc = conf_check_template(ld, conf_map_get(ld, v, "path"), "path", c->path, names, false);
+    if (conf_check_template(ld, conf_map_get(ld, v, "path"), "path", c->path, names, false) <
+        0)
+        rc = -EINVAL;
     if (conf_check_template(ld, conf_map_get(ld, v, "reply_topic"), "reply_topic",
                             c->reply_topic, names, true) < 0)
         rc = -EINVAL;
@@ -120,6 +173,7 @@ void conf_command_free(struct conf_command *c)
     if (!c)
         return;
     free(c->subscribe);
+    free(c->method_var);
     free(c->path);
     free(c->reply_topic);
     free(c);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -41,7 +42,10 @@ struct command {
     coap_mid_t mid;
     uint8_t token[8];
     size_t token_len;
+    bool unreachable; /* an ICMP error came back while libcoap retransmits */
+    bool own_session; /* a client session of ours, not the device's server session */
     char *device;
+    char *id; /* the topic's {id} level, echoed in the outcome; NULL when none */
     char *reply_topic;
 };
 
@@ -113,16 +117,26 @@ static char *expand(const char *text, struct captured *cap, int flags)
     return buf_steal(&b);
 }
 
-/* {"device":..,"error":..}: a command always ends in a message, never in silence. */
-static void publish_error(const struct conf_route *r, const char *reply_topic,
-                          const char *device, const char *why)
+/* The outcome's first members: {"device":..} and, when the topic has an {id} level, "id". */
+static struct json_object *outcome_new(const char *device, const char *id)
 {
     struct json_object *doc = json_object_new_object();
+
+    json_object_object_add(doc, "device", json_object_new_string(device));
+    if (id)
+        json_object_object_add(doc, "id", json_object_new_string(id));
+    return doc;
+}
+
+/* {"device":..,"error":..}: a command always ends in a message, never in silence. */
+static void publish_error(const struct conf_route *r, const char *reply_topic,
+                          const char *device, const char *id, const char *why)
+{
+    struct json_object *doc = outcome_new(device, id);
     const char *text;
 
     log_msg(LOG_NOTICE, "command: failed route=%s device=\"%s\" reason=\"%s\"", r->name, device,
             why);
-    json_object_object_add(doc, "device", json_object_new_string(device));
     json_object_object_add(doc, "error", json_object_new_string(why));
     text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -136,6 +150,7 @@ static void end(struct command *c)
 {
     coap_session_release(c->session);
     free(c->device);
+    free(c->id);
     free(c->reply_topic);
     free(c);
 }
@@ -143,7 +158,7 @@ static void end(struct command *c)
 static void fail(struct command *c, const char *why)
 {
     waitlist_remove(&C.waiting, &c->w);
-    publish_error(c->route, c->reply_topic, c->device, why);
+    publish_error(c->route, c->reply_topic, c->device, c->id, why);
     end(c);
 }
 
@@ -224,14 +239,14 @@ static struct command *find(const coap_session_t *session, const coap_bin_const_
 }
 
 /* The MQTT payload as the route's format: JSON and text as they are, CBOR from JSON. */
-static int request_body(const struct conf_command *cc, const uint8_t *payload, size_t len,
-                        struct buf *out)
+static int request_body(const struct conf_command *cc, unsigned method, const uint8_t *payload,
+                        size_t len, struct buf *out)
 {
     struct json_object *doc = NULL;
     char why[96];
     int rc;
 
-    if (cc->method == 1 || cc->method == 4 || len == 0)
+    if (method == 1 || method == 4 || len == 0)
         return 0; /* GET and DELETE carry no body */
     if (cc->format == CONF_FMT_TEXT || cc->format == CONF_FMT_OCTETS)
         return buf_append(out, payload, len);
@@ -243,12 +258,12 @@ static int request_body(const struct conf_command *cc, const uint8_t *payload, s
     return rc;
 }
 
-static int build_pdu(struct command *c, const char *path, const struct buf *body,
-                     coap_pdu_t **out)
+static int build_pdu(struct command *c, unsigned method, const char *path,
+                     const struct buf *body, coap_pdu_t **out)
 {
     const struct conf_command *cc = c->route->command;
     coap_pdu_t *pdu = coap_pdu_init(cc->confirmable ? COAP_MESSAGE_CON : COAP_MESSAGE_NON,
-                                    (coap_pdu_code_t)cc->method,
+                                    (coap_pdu_code_t)method,
                                     coap_new_message_id(c->session),
                                     coap_session_max_pdu_size(c->session));
     uint8_t buf[4];
@@ -278,46 +293,74 @@ static int build_pdu(struct command *c, const char *path, const struct buf *body
     return 0;
 }
 
+/* The request code: the route's, or the one a topic level names (GET, POST, PUT, DELETE in
+ * any case); 0 when that level names none of them. */
+static unsigned method_of(const struct conf_command *cc, struct captured *cap)
+{
+    static const char *const names[] = {"GET", "POST", "PUT", "DELETE"};
+    struct tmpl_slice v = {0};
+
+    if (!cc->method_var)
+        return cc->method;
+    if (!lookup(cap, cc->method_var, &v))
+        return 0;
+    for (unsigned i = 0; i < 4; i++)
+        if (v.len == strlen(names[i]) && !strncasecmp(v.s, names[i], v.len))
+            return i + 1;
+    return 0;
+}
+
 static void start(const struct conf_route *r, struct captured *cap, const uint8_t *payload,
                   size_t len)
 {
     const struct conf_command *cc = r->command;
     char *reply_topic = expand(cc->reply_topic, cap, TMPL_TOPIC);
     char *path = expand(cc->path, cap, 0);
-    struct tmpl_slice name = {0};
+    struct tmpl_slice name = {0}, idv = {0};
+    unsigned method = method_of(cc, cap);
     struct device *d;
     struct command *c = NULL;
     struct buf body = BUF_INIT;
     coap_address_t addr;
     coap_pdu_t *pdu = NULL;
     bool dtls = false;
-    char device[128];
+    char device[128], id[128];
+    const char *idp = NULL;
 
     lookup(cap, "device", &name);
     snprintf(device, sizeof(device), "%.*s", (int)name.len, name.s);
+    if (lookup(cap, "id", &idv)) {
+        snprintf(id, sizeof(id), "%.*s", (int)idv.len, idv.s);
+        idp = id;
+    }
     d = device_by_name(name.s, name.len);
     if (!reply_topic || !path) {
-        publish_error(r, reply_topic, device, "a topic level is not usable in the path or "
+        publish_error(r, reply_topic, device, idp, "a topic level is not usable in the path or "
                       "reply topic");
     } else if (!d) {
-        publish_error(r, reply_topic, device, "unknown device");
+        publish_error(r, reply_topic, device, idp, "unknown device");
+    } else if (!method) {
+        publish_error(r, reply_topic, device, idp, "unknown method: expected GET, POST, PUT or "
+                      "DELETE");
     } else if (device_address(d, &addr, &dtls) < 0) {
-        publish_error(r, reply_topic, device, "no address: the device has none configured and "
-                      "has not been heard from");
+        publish_error(r, reply_topic, device, idp, "no address: the device has none configured "
+                      "and has not been heard from");
     } else if (C.waiting.n >= COMMAND_MAX_WAITING) {
-        publish_error(r, reply_topic, device, "too many commands under way");
-    } else if (request_body(cc, payload, len, &body) < 0) {
-        publish_error(r, reply_topic, device, "payload is not valid JSON");
+        publish_error(r, reply_topic, device, idp, "too many commands under way");
+    } else if (request_body(cc, method, payload, len, &body) < 0) {
+        publish_error(r, reply_topic, device, idp, "payload is not valid JSON");
     } else if (!(c = calloc(1, sizeof(*c))) || !(c->route = r) ||
                !(c->session = open_session(d, &addr, dtls))) {
-        publish_error(r, reply_topic, device,
+        publish_error(r, reply_topic, device, idp,
                       !d->conf || !d->conf->address ? "no session: the device has not spoken "
                                                       "lately and has no address configured"
                       : dtls ? "cannot open a DTLS session" : "cannot open a session");
-    } else if (build_pdu(c, path, &body, &pdu) < 0) {
-        publish_error(r, reply_topic, device, "request too large for one message");
+    } else if (build_pdu(c, method, path, &body, &pdu) < 0) {
+        publish_error(r, reply_topic, device, idp, "request too large for one message");
     } else {
+        c->own_session = d->conf && d->conf->address;
         c->device = strdup(device);
+        c->id = idp ? strdup(idp) : NULL;
         c->reply_topic = reply_topic;
         reply_topic = NULL;
         coap_session_t *s = coap_session_reference(c->session);
@@ -389,8 +432,7 @@ bool south_command_response(coap_session_t *session, const coap_pdu_t *received)
     if (!c)
         return false;
     snprintf(code, sizeof(code), "%u.%02u", cls, coap_pdu_get_code(received) & 0x1f);
-    doc = json_object_new_object();
-    json_object_object_add(doc, "device", json_object_new_string(c->device));
+    doc = outcome_new(c->device, c->id);
     json_object_object_add(doc, "code", json_object_new_string(code));
     json_object_object_add(doc, "data", answer_data(received));
     text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
@@ -412,10 +454,22 @@ void south_command_nack(coap_session_t *session, coap_mid_t mid, coap_nack_reaso
 
     if (!c)
         return;
-    fail(c, reason == COAP_NACK_TOO_MANY_RETRIES ? "no answer after the retransmissions"
-            : reason == COAP_NACK_RST             ? "the device refused the request (RST)"
-            : reason == COAP_NACK_TLS_FAILED      ? "DTLS handshake failed"
-                                                  : "the device cannot be reached");
+    /* An ICMP error (port unreachable: the device's server is restarting, say) leaves the
+     * request in libcoap's retransmission queue (over DTLS a retransmission starts a new
+     * handshake): keep waiting for the answer or the end of the retransmissions, and say
+     * at the end that the device could not be reached. */
+    if (reason == COAP_NACK_ICMP_ISSUE) {
+        if (!c->unreachable)
+            log_msg(LOG_INFO, "command: ICMP error, retransmitting route=%s device=\"%s\"",
+                    c->route->name, c->device);
+        c->unreachable = true;
+        return;
+    }
+    fail(c, reason == COAP_NACK_TOO_MANY_RETRIES && !c->unreachable
+                ? "no answer after the retransmissions"
+            : reason == COAP_NACK_RST        ? "the device refused the request (RST)"
+            : reason == COAP_NACK_TLS_FAILED ? "DTLS handshake failed"
+                                             : "the device cannot be reached");
 }
 
 static void on_timeout(struct loop_timer *t)
@@ -425,7 +479,13 @@ static void on_timeout(struct loop_timer *t)
     (void)t;
     while ((w = waitlist_pop_due(&C.waiting, loop_now_ms())) != NULL) {
         struct command *c = (struct command *)w;
-        publish_error(c->route, c->reply_topic, c->device, "timeout");
+        publish_error(c->route, c->reply_topic, c->device, c->id,
+                      c->unreachable ? "the device cannot be reached" : "timeout");
+        /* Reported as failed, so it must not reach the device later: drop what libcoap
+         * still retransmits on our own session (the NACKs it raises find no command). A
+         * device's server session is not ours to drop: there the retransmissions run on. */
+        if (c->own_session)
+            coap_session_disconnected(c->session, COAP_NACK_NOT_DELIVERABLE);
         end(c);
     }
 }

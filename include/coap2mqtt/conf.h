@@ -124,6 +124,7 @@ struct conf_observe {
 struct conf_command {
     char *subscribe; /* topic filter template: {device} and other whole-level {vars} */
     unsigned method; /* one CoAP request code: 1 GET, 2 POST, 3 PUT, 4 DELETE */
+    char *method_var; /* or the subscribe's {variable} naming it per message; NULL: fixed */
     char *path;      /* on the device: "/valve"; may use the subscribe's {vars} */
     enum conf_format format; /* how the MQTT payload is sent: json, cbor, text, octets */
     bool confirmable; /* CON (default) with retransmission, or NON */

@@ -7,19 +7,26 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
-from harness import (free_port, jloads, main, need, release_ports, wait_until, with_env)
+from harness import (coap_request, free_port, jloads, main, need, release_ports, wait_until,
+                     with_env)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from coapdev import ACK, CON, OPT_CONTENT_FORMAT, OPT_URI_PATH, decode, encode  # noqa: E402
+from coapdev import (ACK, CON, OPT_CONTENT_FORMAT, OPT_URI_PATH, decode,  # noqa: E402
+                     encode)
 
 SERVER_PORT = free_port(socket.SOCK_DGRAM)
 DTLS_PORT = SERVER_PORT + 1  # coap-server listens for DTLS on port + 1
 DEAD_PORT = free_port(socket.SOCK_DGRAM)
+MUTE_PORT = free_port(socket.SOCK_DGRAM)
 DEVICES = f"""devices:
   - {{name: Valve 1, token: V1_TOKEN, address: "coap://127.0.0.1:{SERVER_PORT}"}}
   - {{name: Valve 2, psk_identity: valve-2, psk_key: valvePSK, address: "coaps://127.0.0.1:{DTLS_PORT}"}}
+  - {{name: Valve 3, psk_identity: valve-3, psk_key: notTheKey, address: "coaps://127.0.0.1:{DTLS_PORT}"}}
   - {{name: Gone, address: "coap://127.0.0.1:{DEAD_PORT}"}}
+  - {{name: Gone DTLS, psk_identity: gone, psk_key: k, address: "coaps://127.0.0.1:{DEAD_PORT}"}}
+  - {{name: Mute, address: "coap://127.0.0.1:{MUTE_PORT}"}}
   - {{name: Roamer, token: R_TOKEN}}
 routes:
   - name: valve-set
@@ -36,6 +43,19 @@ routes:
       path: "/{{resource}}"
       format: text
       reply_topic: "cmd/{{device}}/get/{{resource}}/reply"
+  - name: any-method
+    command:
+      subscribe: "cmd/{{device}}/do/{{method}}/{{resource}}"
+      method: "{{method}}"
+      path: "/{{resource}}"
+      reply_topic: "cmd/{{device}}/do/{{method}}/{{resource}}/reply"
+  - name: slow
+    command:
+      subscribe: "slow/{{device}}/{{id}}"
+      method: POST
+      path: /slow
+      reply_topic: "slow/{{device}}/{{id}}/reply"
+      timeout: 2
 """
 FAST_RETRIES = "  ack_timeout: 1\n  max_retransmit: 1\n"
 
@@ -87,9 +107,11 @@ def test_a_command_round_trip_over_udp(env):
     try:
         sub = env.sub("cmd/+/+/+/reply")
         got = answered_once(env, sub, "cmd/Valve 1/valve", '{"open":true}')
-        # coap-server -e echoes the body of a PUT: it got exactly what was published
-        assert got == {"device": "Valve 1", "code": got["code"], "data": {"open": True}}, got
-        assert got["code"].startswith("2."), got
+        # coap-server -e echoes the body of a PUT: it got exactly what was published; the
+        # topic's {id} level comes back as the correlation
+        assert got == {"device": "Valve 1", "id": got["id"], "code": got["code"],
+                       "data": {"open": True}}, got
+        assert got["code"].startswith("2.") and got["id"].isdigit(), got
         # the device kept it: a GET command reads it back, decoded by the answer's
         # Content-Format (JSON, as it was put)
         got = ask(env, sub, "cmd/Valve 1/get/valve", "")
@@ -101,6 +123,34 @@ def test_a_command_round_trip_over_udp(env):
         server.stop()
 
 
+@command_env("cmd-method")
+def test_the_method_can_come_from_the_topic(env):
+    """method: "{method}": each message names its own request code; the device's answers
+    show which one it got (coap-server -d: PUT creates, DELETE removes)."""
+    server = CoapServer()
+    try:
+        sub = env.sub("cmd/+/+/+/reply", "cmd/+/do/+/+/reply")
+        answered_once(env, sub, "cmd/Valve 1/valve", '{"open":true}')  # the device is up
+
+        def do(method, resource, payload=""):
+            env.broker.publish(f"cmd/Valve 1/do/{method}/{resource}", payload)
+            t, p = sub.next(timeout=20)
+            assert t == f"cmd/Valve 1/do/{method}/{resource}/reply", (t, p)
+            got = jloads(p)
+            assert "id" not in got, got  # no {id} level, no id
+            return got
+
+        assert do("PUT", "lamp", '{"on":1}')["code"] == "2.01"
+        assert do("get", "lamp") == {"device": "Valve 1", "code": "2.05", "data": {"on": 1}}
+        assert do("DELETE", "lamp")["code"] == "2.02"
+        assert do("GET", "lamp")["code"] == "4.04"
+        assert do("PATCH", "lamp") == {
+            "device": "Valve 1",
+            "error": "unknown method: expected GET, POST, PUT or DELETE"}
+    finally:
+        server.stop()
+
+
 @command_env("cmd-dtls")
 def test_a_command_round_trip_over_dtls_psk(env):
     server = CoapServer(psk="valvePSK")
@@ -108,24 +158,124 @@ def test_a_command_round_trip_over_dtls_psk(env):
         sub = env.sub("cmd/+/+/+/reply")
         got = answered_once(env, sub, "cmd/Valve 2/valve", '{"open":false}')
         assert got["data"] == {"open": False}, got
+        # the same server, a device entry with the wrong key: the handshake fails, and
+        # that is published
+        got = ask(env, sub, "cmd/Valve 3/valve/7", '{"open":false}')
+        assert got == {"device": "Valve 3", "id": "7", "error": "DTLS handshake failed"}, got
     finally:
-        server.stop()
+        log = server.stop()
+    assert "valve-2" in log, log  # the gateway's client session used the device's identity
 
 
 @command_env("cmd-errors")
 def test_commands_that_cannot_be_delivered_are_reported(env):
+    release_ports(DEAD_PORT)  # nothing bound there now: the port answers with ICMP errors
     sub = env.sub("cmd/+/+/+/reply")
     got = ask(env, sub, "cmd/Nobody/valve/1", "{}")
-    assert got == {"device": "Nobody", "error": "unknown device"}, got
-    got = ask(env, sub, "cmd/Roamer/valve/1", "{}")
+    assert got == {"device": "Nobody", "id": "1", "error": "unknown device"}, got
+    env.gw.wait_log('command: failed route=valve-set device="Nobody" reason="unknown device"')
+    got = ask(env, sub, "cmd/Roamer/valve/2", "{}")
     assert got["device"] == "Roamer" and got["error"].startswith("no address"), got
-    got = ask(env, sub, "cmd/Valve 1/valve/1", "not json")
-    assert got == {"device": "Valve 1", "error": "payload is not valid JSON"}, got
-    # nobody listens there: an ICMP error or the retransmissions end it, never silence
-    got = ask(env, sub, "cmd/Gone/valve/1", "{}")
-    assert got["device"] == "Gone" and got["error"] in (
-        "no answer after the retransmissions", "the device cannot be reached",
-        "the device refused the request (RST)", "timeout"), got
+    got = ask(env, sub, "cmd/Valve 1/valve/3", "not json")
+    assert got == {"device": "Valve 1", "id": "3", "error": "payload is not valid JSON"}, got
+    # nobody listens there: the ICMP errors do not stop the retransmissions, their end is
+    # reported
+    t0 = time.monotonic()
+    got = ask(env, sub, "cmd/Gone/valve/4", "{}")
+    assert got == {"device": "Gone", "id": "4", "error": "the device cannot be reached"}, got
+    assert time.monotonic() - t0 >= 0.9, "reported before the first retransmission"
+    env.gw.wait_log('command: ICMP error, retransmitting route=valve-set device="Gone"')
+    # over DTLS the handshake is what meets the closed port
+    got = ask(env, sub, "cmd/Gone DTLS/valve/5", "{}")
+    assert got["device"] == "Gone DTLS" and got["error"] in (
+        "the device cannot be reached", "DTLS handshake failed"), got
+    # the gateway still serves: a device request after all of that is answered
+    code, _ = coap_request("-m", "post", "-t", "50", "-e", '{"t":1}',
+                           env.url("/api/v1/R_TOKEN/telemetry"))
+    assert code == "2.04", code
+
+
+@command_env("cmd-mute")
+def test_a_device_that_never_answers_gets_the_retransmissions_then_an_error(env):
+    """A device that takes the request and never answers: coap.max_retransmit (1 here)
+    retransmissions of the same message, then the failure is published."""
+    release_ports(MUTE_PORT)
+    dev = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dev.bind(("127.0.0.1", MUTE_PORT))
+    try:
+        sub = env.sub("cmd/+/+/+/reply")
+        got = ask(env, sub, "cmd/Mute/valve/8", '{"open":true}')
+        assert got == {"device": "Mute", "id": "8",
+                       "error": "no answer after the retransmissions"}, got
+        dev.setblocking(False)
+        seen = []
+        while True:
+            try:
+                seen.append(decode(dev.recv(2048)))
+            except BlockingIOError:
+                break
+        assert len(seen) == 2, seen  # the request and max_retransmit = 1 retransmission
+        assert {(m[0], m[1], m[2], m[3]) for m in seen} == {
+            (CON, "0.03", seen[0][2], seen[0][3])}, seen
+        assert json.loads(seen[0][5]) == {"open": True}
+    finally:
+        dev.close()
+
+
+@with_env("cmd-stop", files={"valves.yaml": DEVICES}, includes=["valves.yaml"],
+          coap_extra="  ack_timeout: 1\n  max_retransmit: 4\n")
+def test_a_timed_out_command_is_not_retransmitted_any_more(env):
+    """timeout (2 s) ends a command while libcoap would still retransmit (at 1, 3, 7 and
+    15 s): once the timeout is published the device must not get it any more, or it would
+    act on a command reported as failed."""
+    release_ports(MUTE_PORT)
+    dev = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dev.bind(("127.0.0.1", MUTE_PORT))
+    try:
+        sub = env.sub("slow/+/+/reply")
+        env.broker.publish("slow/Mute/42", "{}")
+        topic, payload = sub.next(timeout=20)
+        assert (topic, jloads(payload)) == ("slow/Mute/42/reply", {
+            "device": "Mute", "id": "42", "error": "timeout"}), payload
+        dev.settimeout(10)
+        first = decode(dev.recv(2048))
+        assert (first[0], first[1]) == (CON, "0.02"), first
+        # the retransmission at 1-1.5 s may have gone out before the timeout; the next one
+        # (3-4.5 s after the first) must not
+        dev.settimeout(4.5)
+        late = []
+        try:
+            while True:
+                late.append(decode(dev.recv(2048)))
+        except socket.timeout:
+            pass
+        assert len(late) <= 1 and all(m[2] == first[2] for m in late), late
+    finally:
+        dev.close()
+
+
+@command_env("cmd-slow")
+def test_an_acknowledged_command_without_an_answer_times_out(env):
+    """The device acknowledges (so libcoap stops retransmitting) and never sends its
+    separate response: the route's timeout ends it."""
+    release_ports(MUTE_PORT)
+    dev = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dev.bind(("127.0.0.1", MUTE_PORT))
+    dev.settimeout(10)
+    try:
+        sub = env.sub("slow/+/+/reply")
+        env.broker.publish("slow/Mute/41", "{}")
+        data, peer = dev.recvfrom(2048)
+        t0 = time.monotonic()
+        mtype, code, mid, token, opts, body = decode(data)
+        assert (mtype, code, [v.decode() for v in opts[OPT_URI_PATH]]) == (CON, "0.02", ["slow"])
+        dev.sendto(encode(ACK, 0, mid, b""), peer)
+        topic, payload = sub.next(timeout=20)
+        assert (topic, jloads(payload)) == ("slow/Mute/41/reply", {
+            "device": "Mute", "id": "41", "error": "timeout"}), payload
+        assert time.monotonic() - t0 >= 1.5, "timed out before the route's 2 s"
+    finally:
+        dev.close()
 
 
 @command_env("cmd-last-address")
@@ -153,7 +303,8 @@ def test_a_device_without_address_is_reached_where_it_last_spoke_from(env):
         dev.send(encode(ACK, 0x44, mid, token, [], b""))  # 2.04, piggybacked
         topic, payload = sub.next()
         assert (topic, jloads(payload)) == ("cmd/Roamer/valve/9/reply",
-                                            {"device": "Roamer", "code": "2.04", "data": None})
+                                            {"device": "Roamer", "id": "9", "code": "2.04",
+                                             "data": None})
     finally:
         dev.close()
 
