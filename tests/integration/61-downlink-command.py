@@ -16,8 +16,31 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from coapdev import (ACK, CON, OPT_CONTENT_FORMAT, OPT_URI_PATH, decode,  # noqa: E402
                      encode)
 
-SERVER_PORT = free_port(socket.SOCK_DGRAM)
-DTLS_PORT = SERVER_PORT + 1  # coap-server listens for DTLS on port + 1
+_NEXT_HELD = []  # port + 1 of the server port, held like free_port() holds its ports
+
+
+def free_port_pair():
+    """A free port whose successor is free too: coap-server listens for DTLS (and TLS) on
+    port + 1. Both stay held until the server starts."""
+    for _ in range(50):
+        port = free_port(socket.SOCK_DGRAM)
+        held = []
+        try:
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                held.append(socket.socket(socket.AF_INET, kind))
+                held[-1].bind(("127.0.0.1", port + 1))
+        except OSError:
+            for h in held:
+                h.close()
+            release_ports(port)
+            continue
+        _NEXT_HELD.extend(held)
+        return port
+    raise RuntimeError("no free pair of ports")
+
+
+SERVER_PORT = free_port_pair()
+DTLS_PORT = SERVER_PORT + 1
 DEAD_PORT = free_port(socket.SOCK_DGRAM)
 MUTE_PORT = free_port(socket.SOCK_DGRAM)
 DEVICES = f"""devices:
@@ -65,7 +88,9 @@ class CoapServer:
 
     def __init__(self, psk=None):
         need("coap-server-openssl")
-        release_ports(SERVER_PORT, DTLS_PORT)
+        release_ports(SERVER_PORT)
+        while _NEXT_HELD:
+            _NEXT_HELD.pop().close()
         args = ["coap-server-openssl", "-A", "127.0.0.1", "-p", str(SERVER_PORT), "-d", "10",
                 "-e", "-v", "7"]
         if psk:
