@@ -41,6 +41,7 @@ def free_port_pair():
 
 SERVER_PORT = free_port_pair()
 DTLS_PORT = SERVER_PORT + 1
+V6_PORT = free_port(socket.SOCK_DGRAM)
 DEAD_PORT = free_port(socket.SOCK_DGRAM)
 MUTE_PORT = free_port(socket.SOCK_DGRAM)
 DEVICES = f"""devices:
@@ -51,6 +52,7 @@ DEVICES = f"""devices:
   - {{name: Gone DTLS, psk_identity: gone, psk_key: k, address: "coaps://127.0.0.1:{DEAD_PORT}"}}
   - {{name: Mute, address: "coap://127.0.0.1:{MUTE_PORT}"}}
   - {{name: Roamer, token: R_TOKEN}}
+  - {{name: Valve 6, address: "coap://[::1]:{V6_PORT}"}}
 routes:
   - name: valve-set
     command:
@@ -86,12 +88,12 @@ FAST_RETRIES = "  ack_timeout: 1\n  max_retransmit: 1\n"
 class CoapServer:
     """libcoap's coap-server as the device: PUT creates and echoes (-d, -e), DTLS with -k."""
 
-    def __init__(self, psk=None):
+    def __init__(self, psk=None, host="127.0.0.1", port=SERVER_PORT):
         need("coap-server-openssl")
-        release_ports(SERVER_PORT)
+        release_ports(port)
         while _NEXT_HELD:
             _NEXT_HELD.pop().close()
-        args = ["coap-server-openssl", "-A", "127.0.0.1", "-p", str(SERVER_PORT), "-d", "10",
+        args = ["coap-server-openssl", "-A", host, "-p", str(port), "-d", "10",
                 "-e", "-v", "7"]
         if psk:
             args += ["-k", psk]
@@ -144,6 +146,25 @@ def test_a_command_round_trip_over_udp(env):
         # a resource the device lacks: its 4.04 is the answer
         got = ask(env, sub, "cmd/Valve 1/get/nothing-here", "")
         assert got["code"] == "4.04", got
+    finally:
+        server.stop()
+
+
+@command_env("cmd-ipv6")
+def test_a_command_to_an_ipv6_address(env):
+    """address: coap://[::1]:PORT: the gateway's client session speaks IPv6; coap-server's
+    own /time resource answers a GET as text."""
+    server = CoapServer(host="::1", port=V6_PORT)
+    try:
+        sub = env.sub("cmd/+/+/+/reply")
+        got = {}
+
+        def answered():
+            got.update(ask(env, sub, "cmd/Valve 6/get/time", ""))
+            return "code" in got
+        wait_until(answered, 30, "the IPv6 device to answer")
+        assert got["device"] == "Valve 6" and got["code"] == "2.05", got
+        assert isinstance(got["data"], str) and got["data"], got
     finally:
         server.stop()
 
