@@ -479,8 +479,16 @@ static void on_timeout(struct loop_timer *t)
     (void)t;
     while ((w = waitlist_pop_due(&C.waiting, loop_now_ms())) != NULL) {
         struct command *c = (struct command *)w;
+        /* A DTLS peer drops the records it cannot decrypt: a wrong PSK shows as a handshake
+         * that never completes rather than one that fails. */
+        bool handshaking = c->own_session &&
+                           coap_session_get_proto(c->session) == COAP_PROTO_DTLS &&
+                           coap_session_get_state(c->session) != COAP_SESSION_STATE_ESTABLISHED;
+
         publish_error(c->route, c->reply_topic, c->device, c->id,
-                      c->unreachable ? "the device cannot be reached" : "timeout");
+                      c->unreachable ? "the device cannot be reached"
+                      : handshaking  ? "DTLS handshake failed"
+                                     : "timeout");
         /* Reported as failed, so it must not reach the device later: drop what libcoap
          * still retransmits on our own session (the NACKs it raises find no command). A
          * device's server session is not ours to drop: there the retransmissions run on. */
