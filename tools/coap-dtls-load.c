@@ -40,12 +40,12 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int64_t wall_ms(void)
+static int64_t wall_us(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void send_reading(struct dev *d)
@@ -55,6 +55,7 @@ static void send_reading(struct dev *d)
     uint8_t tok[8], cf[4];
     size_t tl;
     char body[128];
+    int64_t t;
     int n;
 
     if (!pdu)
@@ -64,8 +65,9 @@ static void send_reading(struct dev *d)
     coap_add_option(pdu, COAP_OPTION_URI_PATH, strlen(L.path_fmt), (const uint8_t *)L.path_fmt);
     coap_add_option(pdu, COAP_OPTION_CONTENT_FORMAT,
                     coap_encode_var_safe(cf, sizeof(cf), COAP_MEDIATYPE_APPLICATION_JSON), cf);
+    t = wall_us();
     n = snprintf(body, sizeof(body), "{\"dev\":%d,\"seq\":%" PRIu64 ",\"ts\":%" PRId64
-                 ",\"pad\":\"", d->idx, d->sent, wall_ms());
+                 ",\"t\":%" PRId64 ",\"pad\":\"", d->idx, d->sent, t / 1000, t);
     while (n < 98)
         body[n++] = 'x';
     body[n++] = '"';

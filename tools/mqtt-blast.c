@@ -32,12 +32,12 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int64_t wall_ms(void)
+static int64_t wall_us(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void done(bool ok)
@@ -139,9 +139,11 @@ int main(int argc, char **argv)
         MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
         char topic[64], body[4096];
         uint64_t dev = i % devices;
+        int64_t t = wall_us();
         int n = snprintf(body, sizeof(body),
-                         "{\"dev\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"ts\":%" PRId64 ",\"pad\":\"",
-                         dev, i / devices, wall_ms());
+                         "{\"dev\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"ts\":%" PRId64
+                         ",\"t\":%" PRId64 ",\"pad\":\"",
+                         dev, i / devices, t / 1000, t);
 
         while (n < size - 2)
             body[n++] = 'x';

@@ -2,9 +2,12 @@
 /*
  * mqtt-count: subscribes (Paho MQTTAsync), counts the messages coap-load's readings become,
  * finds lost and duplicated sequence numbers per device, and computes end-to-end latency
- * from the send time each reading carries. Stops when the expected number arrived or nothing
- * came for the idle time. Prints one JSON line.
+ * from the send time each reading carries ("t" in microseconds, else "ts" in milliseconds).
+ * Stops when the expected number arrived or nothing came for the idle time; with -E the
+ * expected number is read from stdin (one line), so the caller can say it once the load
+ * generator knows how many it had answered. Prints one JSON line.
  */
+#include <poll.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -24,20 +27,20 @@ static struct {
     pthread_cond_t cond;
     bool subscribed, failed;
     uint64_t received, parsed, dup, expected;
-    int64_t last_ms;
+    int64_t last_us;
     uint64_t *seen_bits[MAX_DEVICES]; /* per device: a bitmap of sequence numbers */
     uint64_t cap[MAX_DEVICES];        /* bits in it */
-    int64_t *lat;
+    int64_t *lat; /* us */
     size_t n_lat, cap_lat;
     int max_dev;
 } S = {.max_dev = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
-static int64_t wall_ms(void)
+static int64_t wall_us(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* The reading's "dev", "seq" and "ts", wherever the shape put the body. */
@@ -80,16 +83,20 @@ static void mark(int64_t dev, int64_t seq)
 
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
 {
-    int64_t dev, seq, ts, now = wall_ms();
+    int64_t dev, seq, ts, now = wall_us();
 
     (void)ctx;
     (void)topic_len;
     pthread_mutex_lock(&S.lock);
     S.received++;
-    S.last_ms = now;
+    S.last_us = now;
+    if (!field(m->payload, (size_t)m->payloadlen, "t", &ts)) {
+        ts = INT64_MIN;
+        if (field(m->payload, (size_t)m->payloadlen, "ts", &ts))
+            ts *= 1000;
+    }
     if (field(m->payload, (size_t)m->payloadlen, "dev", &dev) &&
-        field(m->payload, (size_t)m->payloadlen, "seq", &seq) &&
-        field(m->payload, (size_t)m->payloadlen, "ts", &ts)) {
+        field(m->payload, (size_t)m->payloadlen, "seq", &seq) && ts != INT64_MIN) {
         S.parsed++;
         mark(dev, seq);
         if (S.n_lat == S.cap_lat) {
@@ -159,22 +166,24 @@ int main(int argc, char **argv)
     const char *url = "tcp://127.0.0.1:1883", *ready_file = NULL;
     double idle_s = 5;
     uint64_t lost = 0, devices_expected = 0, per_device = 0;
+    bool expect_stdin = false;
     int opt;
     char id[64];
 
     g_topic = "#";
-    while ((opt = getopt(argc, argv, "u:t:q:e:i:n:k:r:")) != -1) {
+    while ((opt = getopt(argc, argv, "u:t:q:e:Ei:n:k:r:")) != -1) {
         switch (opt) {
         case 'u': url = optarg; break;
         case 't': g_topic = optarg; break;
         case 'q': g_qos = atoi(optarg); break;
         case 'e': S.expected = strtoull(optarg, NULL, 10); break;
+        case 'E': expect_stdin = true; break;
         case 'i': idle_s = atof(optarg); break;
         case 'n': devices_expected = strtoull(optarg, NULL, 10); break;
         case 'k': per_device = strtoull(optarg, NULL, 10); break;
         case 'r': ready_file = optarg; break;
         default:
-            fprintf(stderr, "usage: mqtt-count [-u URL] [-t FILTER] [-q QOS] [-e EXPECTED]\n"
+            fprintf(stderr, "usage: mqtt-count [-u URL] [-t FILTER] [-q QOS] [-e EXPECTED | -E]\n"
                             "       [-i IDLE_S] [-n DEVICES -k PER_DEVICE] [-r READY_FILE]\n");
             return 2;
         }
@@ -202,10 +211,25 @@ int main(int argc, char **argv)
         if (f)
             fclose(f);
     }
-    S.last_ms = wall_ms();
+    S.last_us = wall_us();
     /* until all expected arrived, or nothing came for idle_s */
     while (!(S.expected && S.received >= S.expected) &&
-           wall_ms() - S.last_ms < (int64_t)(idle_s * 1000)) {
+           wall_us() - S.last_us < (int64_t)(idle_s * 1e6)) {
+        if (expect_stdin) {
+            struct pollfd pfd = {.fd = 0, .events = POLLIN};
+            char line[32];
+            pthread_mutex_unlock(&S.lock);
+            if (poll(&pfd, 1, 100) > 0) {
+                if (fgets(line, sizeof(line), stdin))
+                    S.expected = strtoull(line, NULL, 10);
+                expect_stdin = false; /* one line; EOF or an error: only the idle time */
+            }
+            pthread_mutex_lock(&S.lock);
+            /* what came before we knew the number counts as activity from now on */
+            if (!expect_stdin && S.last_us < wall_us() - (int64_t)(idle_s * 1e6))
+                S.last_us = wall_us();
+            continue;
+        }
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += 100000000;
@@ -232,12 +256,12 @@ int main(int argc, char **argv)
             lost += !(q < S.cap[d] && (S.seen_bits[d][q / 64] & (1ull << (q % 64))));
     }
     qsort(S.lat, S.n_lat, sizeof(*S.lat), cmp64);
-#define P(p) (S.n_lat ? S.lat[(size_t)((p) * (double)(S.n_lat - 1))] : 0)
+#define P(p) (S.n_lat ? (double)S.lat[(size_t)((p) * (double)(S.n_lat - 1))] / 1000 : 0.0)
     printf("{\"received\":%" PRIu64 ",\"readings\":%" PRIu64 ",\"duplicates\":%" PRIu64
-           ",\"lost\":%" PRIu64 ",\"e2e_p50_ms\":%" PRId64 ",\"e2e_p99_ms\":%" PRId64
-           ",\"e2e_max_ms\":%" PRId64 "}\n",
-           S.received, S.parsed, S.dup, lost, P(0.5), P(0.99),
-           S.n_lat ? S.lat[S.n_lat - 1] : 0);
+           ",\"lost\":%" PRIu64 ",\"e2e_p50_ms\":%.3f,\"e2e_p90_ms\":%.3f,\"e2e_p99_ms\":%.3f"
+           ",\"e2e_max_ms\":%.3f}\n",
+           S.received, S.parsed, S.dup, lost, P(0.5), P(0.9), P(0.99),
+           S.n_lat ? (double)S.lat[S.n_lat - 1] / 1000 : 0.0);
     pthread_mutex_unlock(&S.lock);
     MQTTAsync_disconnectOptions dopts = MQTTAsync_disconnectOptions_initializer;
     MQTTAsync_disconnect(client, &dopts);
