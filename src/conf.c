@@ -226,6 +226,8 @@ static const struct conf_key mqtt_keys[] = {
      .mark = CONF_M_MQTT_RECONNECT_MAX},
     {CONF_KEY("inflight", INT, M_OFF(inflight)), .min = 1, .max = 65535, .def = 100},
     {CONF_KEY("drain_rate", INT, M_OFF(drain_rate)), .min = 0, .max = 1000000, .def = 0},
+    {CONF_KEY("session_expiry", INT, M_OFF(session_expiry)), .min = 0, .max = 2147483647,
+     .def = 0},
     {.name = NULL},
 };
 /* clang-format on */

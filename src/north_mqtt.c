@@ -25,6 +25,11 @@ static struct {
     void *arg;
     bool connected; /* loop thread's view */
     bool stopping;
+    /* mqtt.session_expiry > 0: the broker keeps our session across connections, and Paho
+     * sends what was in flight again with its packet ids after a reconnect. */
+    bool persistent;
+    bool session_ours; /* the broker's session for our client id is this process's own */
+    bool resetting;    /* connected clean only to discard an earlier session */
     unsigned backoff_s;
     struct loop_timer retry;
     struct loop_timer pump_timer; /* the drain rate or a failed send wants a later pass */
@@ -96,17 +101,23 @@ static int expand_status_topic(const struct conf *conf, char **out)
 
 static void subscribe_all(void);
 
+/* arg: 1 when the broker had our session (CONNACK session present), else 0. */
 static void job_connected(void *arg)
 {
-    (void)arg;
-    if (N.connected)
+    bool resumed = arg != NULL;
+
+    if (N.connected || N.resetting)
         return;
     N.connected = true;
     N.backoff_s = 0;
     N.count.reconnects++;
+    if (N.persistent)
+        N.session_ours = true;
     north_set_nodelay();
-    log_msg(LOG_NOTICE, "north: connected broker=%s spooled=%zu", N.conf->mqtt.url,
-            spool_depth());
+    log_msg(LOG_NOTICE, "north: connected broker=%s session=%s spooled=%zu inflight=%zu",
+            N.conf->mqtt.url,
+            !N.persistent ? "clean" : resumed ? "resumed" : "new", spool_depth(),
+            spool_inflight());
     if (N.status_topic)
         north_publish(N.status_topic, STATUS_ONLINE, sizeof(STATUS_ONLINE) - 1, 1, true);
     subscribe_all();
@@ -122,11 +133,16 @@ static void job_lost(void *arg)
 {
     char *cause = arg;
 
-    /* Every session is clean (Paho 1.3.11 left QoS 2 messages stuck in flight when resuming
-     * one): what was in flight is sent again from the spool, so a reading whose
-     * acknowledgement was lost with the link arrives twice (at least once). */
-    N.count.resent += spool_inflight();
-    spool_requeue_all();
+    if (!N.persistent) {
+        /* A clean session forgets what was in flight: it is sent again from the spool, so
+         * a reading whose acknowledgement was lost with the link arrives twice. */
+        N.count.resent += spool_inflight();
+        spool_requeue_all();
+    }
+    /* A persistent session keeps it in flight: Paho sends it again with the same packet ids
+     * once the session is resumed (the broker drops a QoS 2 copy it already has), or fails
+     * it if the broker lost the session, and then the spool sends it again. */
+    N.resetting = false;
     if (N.connected)
         log_msg(LOG_WARNING, "north: connection lost broker=%s cause=\"%s\" spooled=%zu",
                 N.conf->mqtt.url, cause ? cause : "unknown", spool_depth());
@@ -283,15 +299,9 @@ static void job_connect_failed(void *arg)
     log_msg(LOG_WARNING, "north: connect failed broker=%s reason=\"%s\" retry_in=%us",
             N.conf->mqtt.url, why ? why : "unknown", N.backoff_s);
     free(why);
+    N.resetting = false;
     if (!N.stopping)
         loop_timer_set(&N.retry, (uint64_t)N.backoff_s * 1000u);
-}
-
-static void cb_connected(void *ctx, char *cause)
-{
-    (void)ctx;
-    (void)cause;
-    loop_post(job_connected, NULL);
 }
 
 static void cb_connection_lost(void *ctx, char *cause)
@@ -418,15 +428,96 @@ bool north_topic_matches(const char *filter, const char *topic)
 static void cb_connect_ok(void *ctx, MQTTAsync_successData *resp)
 {
     (void)ctx;
-    (void)resp;
-    loop_post(job_connected, NULL);
+    loop_post(job_connected, resp && resp->alt.connect.sessionPresent ? (void *)1 : NULL);
 }
 
 static void cb_connect_ok5(void *ctx, MQTTAsync_successData5 *resp)
 {
     (void)ctx;
+    loop_post(job_connected, resp && resp->alt.connect.sessionPresent ? (void *)1 : NULL);
+}
+
+/*
+ * A persistent session starts with a clean connection, closed at once: the broker discards
+ * whatever an earlier run left under our client id (QoS 2 packet ids awaiting a PUBREL that
+ * this process would reuse for other readings: the broker would drop those as copies). Then
+ * the persistent connection starts an empty session. MQTT 3.1.1 has no other way to start a
+ * new session that outlives its connection; MQTT 5's Clean Start with a Session Expiry would
+ * be one, but mosquitto 2.0.11 does not save such a session when it restarts (persist_write.c
+ * saves only sessions whose connection had Clean Start 0).
+ */
+static void job_reset_done(void *arg)
+{
+    (void)arg;
+    if (!N.resetting)
+        return;
+    N.resetting = false;
+    N.session_ours = true;
+    if (!N.stopping)
+        connect_now();
+}
+
+static void cb_reset_disconnected(void *ctx, MQTTAsync_successData *resp)
+{
+    (void)ctx;
     (void)resp;
-    loop_post(job_connected, NULL);
+    loop_post(job_reset_done, NULL);
+}
+
+static void cb_reset_disconnect_failed(void *ctx, MQTTAsync_failureData *resp)
+{
+    (void)ctx;
+    (void)resp;
+    loop_post(job_reset_done, NULL);
+}
+
+static void cb_reset_disconnected5(void *ctx, MQTTAsync_successData5 *resp)
+{
+    (void)ctx;
+    (void)resp;
+    loop_post(job_reset_done, NULL);
+}
+
+static void cb_reset_disconnect_failed5(void *ctx, MQTTAsync_failureData5 *resp)
+{
+    (void)ctx;
+    (void)resp;
+    loop_post(job_reset_done, NULL);
+}
+
+static void job_reset_connected(void *arg)
+{
+    MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+
+    (void)arg;
+    if (!N.resetting)
+        return;
+    log_msg(LOG_INFO, "north: discarded any earlier session broker=%s client_id=%s",
+            N.conf->mqtt.url, N.conf->mqtt.client_id);
+    d.timeout = 1000;
+    if (N.conf->mqtt.protocol == CONF_MQTT_5) {
+        d.onSuccess5 = cb_reset_disconnected5;
+        d.onFailure5 = cb_reset_disconnect_failed5;
+    } else {
+        d.onSuccess = cb_reset_disconnected;
+        d.onFailure = cb_reset_disconnect_failed;
+    }
+    if (MQTTAsync_disconnect(N.client, &d) != MQTTASYNC_SUCCESS)
+        job_reset_done(NULL);
+}
+
+static void cb_reset_connected(void *ctx, MQTTAsync_successData *resp)
+{
+    (void)ctx;
+    (void)resp;
+    loop_post(job_reset_connected, NULL);
+}
+
+static void cb_reset_connected5(void *ctx, MQTTAsync_successData5 *resp)
+{
+    (void)ctx;
+    (void)resp;
+    loop_post(job_reset_connected, NULL);
 }
 
 static void cb_connect_failure(void *ctx, MQTTAsync_failureData *resp)
@@ -490,6 +581,9 @@ static int connect_now(void)
     MQTTAsync_connectOptions *opts = v5 ? &co5 : &co;
     MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    MQTTProperties props = MQTTProperties_initializer;
+    MQTTProperty expiry = {.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL};
+    bool reset = N.persistent && !N.session_ours; /* see job_reset_done() */
     int rc;
 
     opts->keepAliveInterval = m->keepalive;
@@ -498,13 +592,27 @@ static int connect_now(void)
     opts->maxInflight = N.conf->mqtt.inflight + 8;
     opts->connectTimeout = 10;
     opts->context = NULL;
+    if (N.persistent) {
+        /* Paho 1.3.12 resends a resumed session's messages once, from the head of its list,
+         * and can stop short of the end when the socket fills (MQTTProtocol_retries():
+         * connect_sent is never reset); a retry interval makes it resend what has waited
+         * that long (10 s at least) instead of leaving it in flight for ever. */
+        opts->retryInterval = 10;
+    }
+    N.resetting = reset;
     if (v5) {
-        opts->cleanstart = 1;
-        opts->onSuccess5 = cb_connect_ok5;
+        opts->cleanstart = !N.persistent || reset;
+        if (N.persistent && !reset) {
+            expiry.value.integer4 = (unsigned)m->session_expiry;
+            if (MQTTProperties_add(&props, &expiry) != 0)
+                return -ENOMEM;
+            opts->connectProperties = &props;
+        }
+        opts->onSuccess5 = reset ? cb_reset_connected5 : cb_connect_ok5;
         opts->onFailure5 = cb_connect_failure5;
     } else {
-        opts->cleansession = 1;
-        opts->onSuccess = cb_connect_ok;
+        opts->cleansession = !N.persistent || reset;
+        opts->onSuccess = reset ? cb_reset_connected : cb_connect_ok;
         opts->onFailure = cb_connect_failure;
     }
     if (m->username && *m->username)
@@ -527,7 +635,9 @@ static int connect_now(void)
         opts->ssl = &ssl;
     }
     rc = MQTTAsync_connect(N.client, opts);
+    MQTTProperties_free(&props);
     if (rc != MQTTASYNC_SUCCESS) {
+        N.resetting = false;
         log_msg(LOG_ERR, "north: cannot start connecting broker=%s rc=%d", m->url, rc);
         loop_post(job_connect_failed, strdup("client refused to connect"));
         return -EIO;
@@ -543,6 +653,7 @@ int north_init(const struct conf *conf, north_connected_fn on_connected, void *a
     int rc;
 
     N.conf = conf;
+    N.persistent = conf->mqtt.session_expiry > 0;
     N.on_connected = on_connected;
     N.arg = arg;
     N.retry.cb = on_retry;
@@ -569,7 +680,6 @@ int north_init(const struct conf *conf, north_connected_fn on_connected, void *a
         return -EINVAL;
     }
     MQTTAsync_setCallbacks(N.client, NULL, cb_connection_lost, cb_message_arrived, NULL);
-    MQTTAsync_setConnected(N.client, NULL, cb_connected);
     return 0;
 }
 

@@ -208,6 +208,7 @@ struct conf_mqtt {
     int reconnect_max; /* seconds, default 60 */
     int inflight; /* messages handed to the broker and not yet acknowledged, default 100 */
     int drain_rate; /* messages per second to the broker, 0 = unlimited (default) */
+    int session_expiry; /* seconds the broker keeps the session; 0 = clean sessions (default) */
 };
 
 struct conf_spool {

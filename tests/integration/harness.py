@@ -163,13 +163,24 @@ def certs():
 class Broker:
     """mosquitto on a free loopback port (optionally also TLS and password login)."""
 
-    def __init__(self, tdir, tls=False, passwords=None, port=None, persistent=False):
+    def __init__(self, tdir, tls=False, passwords=None, port=None, persistent=False,
+                 log_packets=False):
+        """log_packets: mosquitto logs every packet it sends and receives (with its DUP flag
+        and packet id), the evidence of who sent what twice."""
         need("mosquitto")
         self.tdir = tdir
         self.port = port or free_port()
         self.tls_port = free_port() if tls else None
+        # In flight per client: unlimited, except with persistence. mosquitto 2.0.11 restores a
+        # saved session's QoS 1/2 messages into the in-flight list only while the client's
+        # in-flight quota lasts, and that quota is 0 when unlimited: every restored message is
+        # then "queued", and sent again as a new PUBLISH, even one whose PUBREL was already
+        # sent (src/persist_read.c persist__client_msg_chunk_restore(), database.c
+        # db__message_reconnect_reset_outgoing()). A QoS 2 subscriber then gets it twice.
         lines = [f"listener {self.port} 127.0.0.1", "max_queued_messages 100000",
-                 "max_inflight_messages 0"]
+                 f"max_inflight_messages {1000 if persistent else 0}"]
+        if log_packets:
+            lines += ["log_type all", "log_timestamp_format %H:%M:%S"]
         if persistent:
             # mosquitto started as root drops to user mosquitto: it must own this directory
             pdir = os.path.join(tdir.path, "broker-db")
