@@ -2,6 +2,7 @@
 /* Northbound MQTT client on Paho MQTTAsync: connect, reconnect with backoff, status, publish. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,16 @@ static struct {
     pthread_cond_t cond;
     bool disconnected;
 } N = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+/*
+ * Set on Paho's thread when the first write of a QoS 1/2 PUBLISH failed on a dying link.
+ * Paho 1.3.12 (MQTTAsyncUtils.c, MQTTAsync_processCommand()) has by then stored the message
+ * in its session for resending, calls our onFailure, and frees the command with the topic
+ * and payload that the stored message still points to. Resuming the session would send that
+ * message again from freed memory (seen: a reading published on topic "offline"), so the
+ * next connection starts a new session instead, and the spool sends what was in flight.
+ */
+static atomic_bool session_broken;
 
 static const char STATUS_ONLINE[] = "online";
 static const char STATUS_OFFLINE[] = "offline";
@@ -195,15 +206,26 @@ static void cb_sent5(void *ctx, MQTTAsync_successData5 *resp)
     loop_post(job_acked, ctx);
 }
 
+/* MQTTASYNC_FAILURE (a socket error) and MQTTASYNC_PERSISTENCE_ERROR are what
+ * MQTTAsync_processCommand() reports when the first write fails; the session's own failures
+ * (a new session after a reconnect, destruction) are MQTTASYNC_OPERATION_INCOMPLETE. */
+static void note_failure(int code)
+{
+    if (code == MQTTASYNC_FAILURE || code == MQTTASYNC_PERSISTENCE_ERROR)
+        atomic_store(&session_broken, true);
+}
+
 static void cb_send_failed(void *ctx, MQTTAsync_failureData *resp)
 {
-    (void)resp;
+    if (resp)
+        note_failure(resp->code);
     loop_post(job_send_failed, ctx);
 }
 
 static void cb_send_failed5(void *ctx, MQTTAsync_failureData5 *resp)
 {
-    (void)resp;
+    if (resp)
+        note_failure(resp->code);
     loop_post(job_send_failed, ctx);
 }
 
@@ -583,8 +605,16 @@ static int connect_now(void)
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
     MQTTProperties props = MQTTProperties_initializer;
     MQTTProperty expiry = {.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL};
-    bool reset = N.persistent && !N.session_ours; /* see job_reset_done() */
+    bool reset;
     int rc;
+
+    if (atomic_exchange(&session_broken, false) && N.persistent && N.session_ours) {
+        log_msg(LOG_WARNING, "north: starting a new session broker=%s: a send failed on the "
+                "broken link and Paho's copy of it cannot be sent again; what was in flight "
+                "goes again from the spool", m->url);
+        N.session_ours = false;
+    }
+    reset = N.persistent && !N.session_ours; /* see job_reset_done() */
 
     opts->keepAliveInterval = m->keepalive;
     opts->automaticReconnect = 0;
