@@ -265,6 +265,7 @@ static void test_empty_file_defaults(void **state)
     assert_string_equal(c->mqtt.status_topic, "coap2mqtt/{gateway}/status");
     assert_true(c->mqtt.verify);
     assert_int_equal(c->mqtt.drain_rate, 0);
+    assert_int_equal(c->mqtt.session_expiry, 0);
     assert_null(c->announce.topic);
     assert_int_equal(c->spool.max_bytes, 16u << 20);
     assert_int_equal(c->spool.retry_after, 30);
