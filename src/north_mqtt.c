@@ -149,10 +149,13 @@ static void job_lost(void *arg)
          * a reading whose acknowledgement was lost with the link arrives twice. */
         N.count.resent += spool_inflight();
         spool_requeue_all();
+    } else {
+        /* A persistent session keeps QoS 1 and 2 in flight: Paho sends them again with the
+         * same packet ids once the session is resumed (the broker drops a QoS 2 copy it
+         * already has), or fails them if the broker lost the session, and then the spool
+         * sends them again. QoS 0 is no part of a session: it goes again from the spool. */
+        N.count.resent += spool_requeue_qos0();
     }
-    /* A persistent session keeps it in flight: Paho sends it again with the same packet ids
-     * once the session is resumed (the broker drops a QoS 2 copy it already has), or fails
-     * it if the broker lost the session, and then the spool sends it again. */
     N.resetting = false;
     if (N.connected)
         log_msg(LOG_WARNING, "north: connection lost broker=%s cause=\"%s\" spooled=%zu",

@@ -441,6 +441,22 @@ void spool_requeue_all(void)
     P.sent_upto = NULL;
 }
 
+size_t spool_requeue_qos0(void)
+{
+    size_t n = 0;
+
+    for (struct spool_msg *m = P.head; m; m = m->next) {
+        if (m->state == SPOOL_INFLIGHT && m->qos == 0) {
+            m->state = SPOOL_QUEUED;
+            P.inflight--;
+            n++;
+        }
+    }
+    if (n)
+        P.sent_upto = NULL;
+    return n;
+}
+
 void spool_mark_inflight(struct spool_msg *m)
 {
     if (m->state != SPOOL_INFLIGHT) {

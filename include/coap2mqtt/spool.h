@@ -61,6 +61,9 @@ void *spool_ack(uint64_t seq, bool *found);
 void spool_requeue(uint64_t seq);
 /* After a reconnect: everything in flight goes back to the queue, in order. */
 void spool_requeue_all(void);
+/* After a link loss that keeps the MQTT session: QoS 0 messages are no part of it, so
+ * those in flight go back to the queue. @return how many. */
+size_t spool_requeue_qos0(void);
 size_t spool_depth(void);
 size_t spool_bytes(void);
 size_t spool_inflight(void);

@@ -94,6 +94,32 @@ static void test_fifo_ack_and_requeue(void **state)
     spool_close(NULL);
 }
 
+/* A link loss that keeps the MQTT session: only QoS 0 goes back to the queue, in order. */
+static void test_requeue_qos0_only(void **state)
+{
+    struct spool_limits lim = {.max_messages = 10, .max_bytes = 4096};
+    uint64_t seq[3];
+    struct spool_msg *m;
+
+    (void)state;
+    assert_int_equal(spool_open(&lim), 0);
+    assert_int_equal(spool_put("t/x", "a", 1, 1, false, NULL, &seq[0]), 0);
+    assert_int_equal(spool_put("t/x", "b", 1, 0, false, NULL, &seq[1]), 0);
+    assert_int_equal(spool_put("t/x", "c", 1, 2, false, NULL, &seq[2]), 0);
+    while ((m = spool_next_queued()) != NULL)
+        spool_mark_inflight(m);
+    assert_int_equal(spool_inflight(), 3);
+    assert_int_equal(spool_requeue_qos0(), 1);
+    assert_int_equal(spool_inflight(), 2);
+    m = spool_next_queued();
+    assert_non_null(m);
+    assert_int_equal(m->seq, seq[1]);
+    spool_mark_inflight(m);
+    assert_null(spool_next_queued());
+    assert_int_equal(spool_requeue_qos0(), 1);
+    spool_close(NULL);
+}
+
 static void test_bounds_refuse_without_taking(void **state)
 {
     struct spool_limits lim = {.max_messages = 2, .max_bytes = 1024};
@@ -177,6 +203,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fifo_ack_and_requeue),
+        cmocka_unit_test(test_requeue_qos0_only),
         cmocka_unit_test(test_bounds_refuse_without_taking),
         cmocka_unit_test(test_replay_after_crash),
         cmocka_unit_test(test_corrupt_and_truncated_records_are_skipped),
