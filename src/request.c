@@ -10,6 +10,7 @@
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/north.h"
 #include "coap2mqtt/request.h"
+#include "coap2mqtt/tmpl.h"
 #include "coap2mqtt/waitlist.h"
 
 /* A device waits on each: bounded so a flood of requests cannot take all memory. */
@@ -31,31 +32,6 @@ static struct {
     size_t n_filters;
     struct waitlist waiting;
 } R;
-
-/* A reply topic template as a subscription: every level with a variable but {gateway}
- * becomes '+' (the exact topic of each request is matched on arrival). */
-static char *filter_of(const char *tmpl, const char *gateway)
-{
-    struct buf b = BUF_INIT;
-    const char *p = tmpl;
-
-    for (;;) {
-        const char *end = strchr(p, '/');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-
-        if (n == 9 && !memcmp(p, "{gateway}", 9))
-            buf_append_str(&b, gateway);
-        else if (memchr(p, '{', n))
-            buf_append_byte(&b, '+');
-        else
-            buf_append(&b, p, n);
-        if (!end)
-            break;
-        buf_append_byte(&b, '/');
-        p = end + 1;
-    }
-    return buf_steal(&b);
-}
 
 static void free_pending(struct pending *p)
 {
@@ -117,8 +93,8 @@ int request_init(const struct conf *conf, request_answer_fn answer, request_drop
     for (size_t i = 0; i < conf->n_routes; i++) {
         if (!conf->routes[i].request)
             continue;
-        R.filters[R.n_filters] = filter_of(conf->routes[i].request->reply_topic,
-                                           conf->gateway_name);
+        R.filters[R.n_filters] = tmpl_topic_filter(conf->routes[i].request->reply_topic,
+                                                   conf->gateway_name);
         if (!R.filters[R.n_filters])
             return -ENOMEM;
         R.n_filters++;

@@ -498,27 +498,6 @@ static void on_timeout(struct loop_timer *t)
     }
 }
 
-static char *filter_of(const char *tmpl)
-{
-    struct buf b = BUF_INIT;
-    const char *p = tmpl;
-
-    for (;;) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 9 && !memcmp(p, "{gateway}", 9))
-            buf_append_str(&b, C.conf->gateway_name);
-        else if (memchr(p, '{', n))
-            buf_append_byte(&b, '+');
-        else
-            buf_append(&b, p, n);
-        if (!e)
-            return buf_steal(&b);
-        buf_append_byte(&b, '/');
-        p = e + 1;
-    }
-}
-
 int south_command_init(coap_context_t *ctx, const struct conf *conf)
 {
     memset(&C, 0, sizeof(C));
@@ -533,7 +512,8 @@ int south_command_init(coap_context_t *ctx, const struct conf *conf)
         if (!grown)
             return -ENOMEM;
         C.filters = grown;
-        C.filters[C.n_filters] = filter_of(conf->routes[i].command->subscribe);
+        C.filters[C.n_filters] = tmpl_topic_filter(conf->routes[i].command->subscribe,
+                                                   conf->gateway_name);
         if (!C.filters[C.n_filters])
             return -ENOMEM;
         C.n_filters++;

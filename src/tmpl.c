@@ -332,3 +332,24 @@ int tmpl_expand_one(const char *text, const char *name, const char *value, int f
     *out = buf_steal(&b);
     return 0;
 }
+
+char *tmpl_topic_filter(const char *text, const char *gateway)
+{
+    struct buf b = BUF_INIT;
+
+    for (const char *p = text;;) {
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+
+        if (n == 9 && !memcmp(p, "{gateway}", 9))
+            buf_append_str(&b, gateway);
+        else if (memchr(p, '{', n))
+            buf_append_byte(&b, '+');
+        else
+            buf_append(&b, p, n);
+        if (!end)
+            return buf_steal(&b);
+        buf_append_byte(&b, '/');
+        p = end + 1;
+    }
+}

@@ -74,4 +74,11 @@ int tmpl_str_expand(const struct tmpl_str *t, tmpl_lookup_fn fn, void *ctx, int 
 int tmpl_expand_one(const char *text, const char *name, const char *value, int flags,
                     char **out);
 
+/**
+ * The MQTT subscription for a topic template: {gateway} filled in, every other level that
+ * holds a variable becomes '+' (replies and commands are matched exactly on arrival).
+ * @return a new string, or NULL when out of memory.
+ */
+char *tmpl_topic_filter(const char *text, const char *gateway);
+
 #endif

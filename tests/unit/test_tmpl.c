@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -173,6 +174,23 @@ static void test_str_unknown_var(void **state)
     tmpl_str_free(t);
 }
 
+/* Subscriptions for reply and command topics: variable levels become '+'. */
+static void test_topic_filter(void **state)
+{
+    char *f;
+
+    (void)state;
+    f = tmpl_topic_filter("coap2mqtt/{gateway}/rpc/response/{request_id}", "gw1");
+    assert_string_equal(f, "coap2mqtt/gw1/rpc/response/+");
+    free(f);
+    f = tmpl_topic_filter("cmd/{device}/x-{id}/plain", "gw1");
+    assert_string_equal(f, "cmd/+/+/plain");
+    free(f);
+    f = tmpl_topic_filter("{gateway}", "gw1");
+    assert_string_equal(f, "gw1");
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +201,7 @@ int main(void)
         cmocka_unit_test(test_str_expand_refuses_injection),
         cmocka_unit_test(test_str_expand_json_escapes),
         cmocka_unit_test(test_str_unknown_var),
+        cmocka_unit_test(test_topic_filter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
