@@ -60,6 +60,7 @@ static struct {
     const struct conf *conf;
     struct loop_timer sweep; /* queue expiry and in-flight release */
     bool any_queue;
+    size_t waiting; /* messages in all queues: 0 spares every request the walk below */
     struct obs_res *list;
     struct obs_sub *subs;
     char **filters; /* for north_set_subscriptions() */
@@ -281,6 +282,7 @@ static void answer_queued(struct obs_res *o, coap_session_t *session, const coap
         return;
     }
     it = msgq_pop(&o->queue);
+    O.waiting -= it != NULL;
     if (!it) {
         /* Nothing waits: 2.05 without a body, the observation stays. */
         coap_pdu_set_code(response, COAP_RESPONSE_CODE(205));
@@ -546,6 +548,7 @@ static void enqueue(struct obs_res *o, struct json_object *data, const uint8_t *
         report(o, &probe, "out of memory");
         return;
     }
+    O.waiting++;
     log_msg(LOG_DEBUG, "south: queued route=%s device=\"%s\" id=%s waiting=%zu",
             o->route->name, o->device->name, id_text ? id_text : "-", o->queue.n);
     kick(o);
@@ -625,6 +628,7 @@ void south_observe_nack(coap_session_t *session, coap_mid_t mid, coap_nack_reaso
             if (it->sent_to == session && it->sent_mid == mid) {
                 msgq_remove(&o->inflight, it);
                 msgq_push_front(&o->queue, it);
+                O.waiting++;
                 log_msg(LOG_INFO, "south: not acknowledged route=%s device=\"%s\" id=%s: "
                         "kept for the next contact", o->route->name, o->device->name,
                         it->id ? it->id : "-");
@@ -640,8 +644,10 @@ void south_observe_session_gone(coap_session_t *session)
         struct msgq_item *it = o->inflight.head;
         while (it) {
             struct msgq_item *next = it->next;
-            if (it->sent_to == session)
+            if (it->sent_to == session) {
                 msgq_push_front(&o->queue, msgq_remove(&o->inflight, it));
+                O.waiting++;
+            }
             it = next;
         }
         if (o->reg_session == session)
@@ -652,6 +658,8 @@ void south_observe_session_gone(coap_session_t *session)
 /* A device that sends anything is awake: what waits for it goes now (when it observes). */
 void south_observe_device_seen(const char *device)
 {
+    if (!O.waiting)
+        return; /* the common case, on every device request */
     for (struct obs_res *o = O.list; o; o = o->next)
         if (o->queue.n && strcmp(o->device->name, device) == 0)
             kick(o);
@@ -667,6 +675,7 @@ static void on_sweep(struct loop_timer *t)
         if (!o->route->observe->queue)
             continue;
         while ((it = msgq_pop_expired(&o->queue, now)) != NULL) {
+            O.waiting--;
             report(o, it, "expired");
             msgq_item_free(it);
         }
