@@ -125,10 +125,10 @@ static void job_connected(void *arg)
     if (N.persistent)
         N.session_ours = true;
     north_set_nodelay();
-    log_msg(LOG_NOTICE, "north: connected broker=%s session=%s spooled=%zu inflight=%zu",
-            N.conf->mqtt.url,
+    log_msg(LOG_NOTICE, "north: connected broker=%s session=%s spooled=%zu inflight=%zu "
+            "lost_writes=%lu", N.conf->mqtt.url,
             !N.persistent ? "clean" : resumed ? "resumed" : "new", spool_depth(),
-            spool_inflight());
+            spool_inflight(), north_lost_writes());
     if (N.status_topic)
         north_publish(N.status_topic, STATUS_ONLINE, sizeof(STATUS_ONLINE) - 1, 1, true);
     subscribe_all();
