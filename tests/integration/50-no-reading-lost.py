@@ -11,7 +11,7 @@ import uuid
 import zlib
 
 from coapdev import OPT_MAX_AGE, Device, max_age
-from harness import LinkProxy, main, wait_until, with_env
+from harness import LinkProxy, certs, main, wait_until, with_env
 from mqttwire import WireSubscriber
 
 N_DEV, PER_DEV = 20, 100
@@ -250,6 +250,32 @@ def test_link_cut_under_load_exactly_once(env):
     again = len(re.findall(rf"Received PUBLISH from {env.client_id} \(d1, q2, ",
                            env.broker.log_text()))
     print(f"sent again with their packet ids: {again}; resent from the spool: {stats['resent']}")
+    assert stats["spooled"] == 0 and stats["connections"] == 2, stats
+    env.proxy.close()
+
+
+def proxied_tls(env):
+    env.proxy = LinkProxy(env.broker.tls_port)
+    return f"mqtts://localhost:{env.proxy.port}"
+
+
+@with_env("lost-linkcut-tls", files={"load.yaml": EXACTLY_ONCE_YAML}, includes=["load.yaml"],
+          broker_kwargs={"tls": True}, mqtt_url=proxied_tls,
+          mqtt_extra=f"  ca: {certs()['ca']}\n  verify: true\n"
+                     "  reconnect_min: 1\n  reconnect_max: 2\n" + PERSISTENT,
+          top_extra="spool:\n  max_messages: 5000\n")
+def test_link_cut_under_load_exactly_once_over_tls(env):
+    """The same over TLS: a PUBLISH whose write fails inside OpenSSL on the breaking link
+    stays in the session as well."""
+    sub = env.sub("load/#")
+
+    def cut():
+        env.proxy.cut()
+        env.gw.wait_log("north: connection lost", 20)
+
+    got = load_through_outage(env, sub, cut, env.proxy.restore)
+    stats = gateway_stats(env)
+    check_exactly_once(env, got, stats)
     assert stats["spooled"] == 0 and stats["connections"] == 2, stats
     env.proxy.close()
 
