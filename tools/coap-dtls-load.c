@@ -21,6 +21,8 @@
 
 #include <coap3/coap.h>
 
+#include "bench_clock.h"
+
 struct dev {
     coap_session_t *s;
     int idx;
@@ -39,22 +41,6 @@ static struct {
     const char *path_fmt;
     bool non, all_up;
 } L = {.path_fmt = "bench"};
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void send_reading(struct dev *d)
 {

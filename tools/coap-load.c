@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
+
 #define ACK_TIMEOUT_NS 2000000000LL /* RFC 7252 4.8 defaults */
 #define MAX_RETRANSMIT 4
 #define MAX_WINDOW 16
@@ -95,14 +97,6 @@ static int64_t now_ns(void)
 }
 
 /* Wall-clock microseconds: the subscriber (mqtt-count) compares them with its own clock. */
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static size_t put_option(uint8_t *p, unsigned delta, const void *val, size_t len)
 {
     size_t n = 1;

@@ -19,6 +19,8 @@
 
 #include <MQTTAsync.h>
 
+#include "bench_clock.h"
+
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -26,22 +28,6 @@ static struct {
     uint64_t acked, failures;
     int inflight;
 } B = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void done(bool ok)
 {

@@ -23,6 +23,8 @@
 
 #include <MQTTAsync.h>
 
+#include "bench_clock.h"
+
 #define MAX_DEVICES 100000
 
 static struct {
@@ -37,14 +39,6 @@ static struct {
     size_t n_lat, cap_lat;
     int max_dev;
 } S = {.max_dev = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* The reading's "dev", "seq" and "ts", wherever the shape put the body. */
 static bool field(const char *p, size_t len, const char *key, int64_t *out)
