@@ -669,7 +669,11 @@ class Env:
         self.gw_env = gw_env
         self.wait_connected = wait_connected
         if start:
-            self.start_gateway()
+            try:
+                self.start_gateway()
+            except BaseException:
+                self.broker.stop()  # no test runs, so no close() would stop it
+                raise
 
     def start_gateway(self):
         release_ports(self.port, *([self.dport] if self.dport else []))
