@@ -563,6 +563,7 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
     const char *device = device_from_topic;
     struct obs_res *o;
     char *text = NULL;
+    int observed;
 
     if (ob->device_field || ob->data_field || ob->require) {
         doc = json_tokener_parse((const char *)payload);
@@ -600,9 +601,9 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
         goto out;
     free(o->data);
     o->data = text;
+    observed = coap_resource_notify_observers(o->res, NULL);
     log_msg(LOG_DEBUG, "south: notify route=%s device=\"%s\" bytes=%zu observed=%s",
-            s->route->name, o->device->name, strlen(text),
-            coap_resource_notify_observers(o->res, NULL) ? "yes" : "no");
+            s->route->name, o->device->name, strlen(text), observed ? "yes" : "no");
 out:
     json_object_put(doc);
 }
