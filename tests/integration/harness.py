@@ -622,7 +622,7 @@ def base_config(broker, coap_port, extra="", dtls_port=None, gateway_name="test-
         listen.append(f"coaps://127.0.0.1:{dtls_port}")
     return f"""gateway:
   name: {gateway_name}
-  log_level: debug
+  log_level: info
 coap:
   listen: [{", ".join(json.dumps(l) for l in listen)}]
   max_body_size: 16384
