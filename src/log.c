@@ -96,7 +96,7 @@ void log_hook_libraries(void)
 {
     coap_set_log_handler(log_from_libcoap);
     coap_set_log_level(log_level >= LOG_DEBUG ? LOG_DEBUG : LOG_WARNING);
-    coap_dtls_set_log_level(log_level >= LOG_DEBUG ? LOG_INFO : LOG_ERR);
+    coap_dtls_set_log_level(log_level >= LOG_DEBUG ? LOG_INFO : LOG_WARNING);
     MQTTAsync_setTraceCallback(log_from_paho);
     MQTTAsync_setTraceLevel(log_level >= LOG_DEBUG ? MQTTASYNC_TRACE_ERROR
                                                     : MQTTASYNC_TRACE_SEVERE);
