@@ -9,6 +9,7 @@
 
 #include "coap2mqtt/log.h"
 #include "coap2mqtt/loop.h"
+#include "coap2mqtt/stats.h"
 #include "south_internal.h"
 
 struct ka_session {
@@ -91,6 +92,7 @@ void south_keepalive_nack(coap_session_t *s, coap_mid_t mid, coap_nack_reason_t 
      * (client-only) keepalive is on: the device is alive. */
     if (reason != COAP_NACK_TOO_MANY_RETRIES)
         return;
+    stats_count(STATS_PEERS_LOST, NULL);
     log_msg(LOG_INFO, "south: peer stopped answering peer=%s: observations dropped",
             coap_session_str(s));
     /* Drops the session's observers; libcoap reaps the idle session later. */
@@ -105,6 +107,8 @@ static void on_timer(struct loop_timer *t)
         if (k->ping != COAP_INVALID_MID || now - k->last_ms < K.idle_ms)
             continue;
         k->ping = coap_session_send_ping(k->session);
+        if (k->ping != COAP_INVALID_MID)
+            stats_count(STATS_PINGS, NULL);
         log_msg(LOG_DEBUG, "south: keepalive ping peer=%s mid=%d", coap_session_str(k->session),
                 k->ping);
     }

@@ -19,6 +19,7 @@
 #include "coap2mqtt/msgq.h"
 #include "coap2mqtt/north.h"
 #include "coap2mqtt/south.h"
+#include "coap2mqtt/stats.h"
 #include "coap2mqtt/tmpl.h"
 #include "south_internal.h"
 
@@ -602,6 +603,7 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
     free(o->data);
     o->data = text;
     observed = coap_resource_notify_observers(o->res, NULL);
+    stats_count(observed ? STATS_NOTIFIED : STATS_UNOBSERVED, s->route);
     log_msg(LOG_DEBUG, "south: notify route=%s device=\"%s\" bytes=%zu observed=%s",
             s->route->name, o->device->name, strlen(text), observed ? "yes" : "no");
 out:

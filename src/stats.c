@@ -14,7 +14,9 @@
 static const char *const names[STATS__COUNT] = {
     [STATS_RECEIVED] = "received",     [STATS_ACCEPTED] = "accepted",
     [STATS_DUPLICATES] = "duplicates", [STATS_REFUSED] = "refused_503",
-    [STATS_REJECTED] = "rejected_4xx",
+    [STATS_REJECTED] = "rejected_4xx", [STATS_NOTIFIED] = "notified",
+    [STATS_UNOBSERVED] = "unobserved", [STATS_PINGS] = "keepalive_pings",
+    [STATS_PEERS_LOST] = "peers_lost",
 };
 
 static struct {
@@ -86,7 +88,7 @@ int stats_json(struct buf *out)
                                          strlen(S.conf->routes[r].name));
         if (rc == 0)
             rc = buf_append_str(out, "\":{");
-        for (int c = 0; c < STATS__COUNT && rc == 0; c++)
+        for (int c = 0; c < STATS__ROUTE_COUNT && rc == 0; c++)
             rc = buf_printf(out, "%s\"%s\":%llu", c ? "," : "", names[c], S.per_route[r][c]);
         if (rc == 0)
             rc = buf_append_byte(out, '}');

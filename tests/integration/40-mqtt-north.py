@@ -180,7 +180,8 @@ def test_ack_broker_answers_only_after_the_broker_has_it(env):
     client = coap_client_start("-m", "post", "-e", '{"late":1}', "-B", "60",
                                env.url("/api/v1/A1_TEST_TOKEN/telemetry"))
     # the reading is taken (spooled) but the device has no answer while the broker is away
-    env.gw.wait_log("route=tb-telemetry", 20, start=mark)
+    env.gw.wait_stats(lambda s: s["routes"]["tb-telemetry"]["accepted"] == 1, 20,
+                      "the reading taken")
     assert client.poll() is None, "answered before the broker had the reading"
     env.broker.start()
     out = client.communicate(timeout=40)[0].decode()

@@ -99,10 +99,7 @@ def per_device(msgs):
 
 
 def gateway_stats(env):
-    mark = len(env.gw.lines)
-    env.gw.proc.send_signal(10)  # SIGUSR1: the counters go to the log
-    line = env.gw.lines[env.gw.wait_log('stats: {"received"', start=mark)]
-    return json.loads(line.split("stats: ", 1)[1])
+    return env.gw.stats()
 
 
 @with_env("lost-outage", files={"load.yaml": EXACTLY_ONCE_YAML}, includes=["load.yaml"],

@@ -51,7 +51,15 @@ def test_a_new_observer_starts_from_all_current_shared_attributes(env):
     push({"targetTemperature": 22.5, "mode": "eco"})
     push({"fan": 2})
     push({"deleted": ["mode"]})
-    env.gw.wait_log('south: notify route=tb-attributes-observe device="Device A" bytes=20 ')
+    # the three pushes are taken once a plain GET answers what they add up to
+    state = {"targetTemperature": 22.5, "fan": 2}
+    deadline = time.monotonic() + 10
+    while True:
+        code, out = coap_client("-m", "get", f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes")
+        if out.strip() and json.loads(out.strip()) == state:
+            break
+        assert time.monotonic() < deadline, f"the pushes were never taken: {out}"
+        time.sleep(0.05)
     obs = Observer(f"{coap_client_bin()} -m get -s 20 -B 20 "
                    f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes")
     try:
@@ -192,19 +200,23 @@ def test_keepalive_pings_and_drops_an_observer_that_disappeared(env):
         alive.wait_for(lambda d: d == {})
         mark = len(env.gw.lines)
         # an idle session is pinged, the device answers, and it still gets notifications
-        env.gw.wait_log("south: keepalive ping", 10, start=mark)
+        env.gw.wait_stats(lambda s: s["keepalive_pings"] >= 2, 10, "two keepalive pings")
         env.broker.publish("v1/gateway/attributes", '{"device":"Device A","data":{"k":1}}')
         assert alive.wait_for(lambda d: d == {"k": 1}) == {"k": 1}
         assert "peer stopped answering" not in env.gw.log_text()
+        assert env.gw.stats()["peers_lost"] == 0
         # now the device disappears without a word
         alive.proc.kill()
         alive.proc.wait(5)
         env.gw.wait_log("south: peer stopped answering", 30, start=mark)
-        mark = len(env.gw.lines)
+        before = env.gw.stats()["routes"]["tb-attributes-observe"]
+        assert before["unobserved"] == 0, before
         env.broker.publish("v1/gateway/attributes", '{"device":"Device A","data":{"k":2}}')
-        line = env.gw.lines[env.gw.wait_log("south: notify route=tb-attributes-observe", 10,
-                                            start=mark)]
-        assert "observed=no" in line, line
+        after = env.gw.wait_stats(
+            lambda s: s["routes"]["tb-attributes-observe"]["unobserved"] == 1, 10,
+            "the push counted as unobserved")
+        assert after["peers_lost"] == 1, after
+        assert after["routes"]["tb-attributes-observe"]["notified"] == before["notified"], after
     finally:
         alive.stop()
 

@@ -84,7 +84,14 @@ def test_each_request_gets_its_own_reply(env):
     assert json.loads(out2) == {"answer": 2}, out2
     # a second reply to an answered request reaches nobody and breaks nothing
     env.broker.publish(t1 + "/reply", '{"answer":"late"}')
-    env.gw.wait_log("request: reply nobody waits for topic=" + t1 + "/reply")
+    third = subprocess.Popen([coap_client_bin(), "-m", "post", "-e", "\"three\"",
+                              env.url("/ask/A1_TEST_TOKEN/one")], stdout=subprocess.PIPE)
+    t3, _ = sub.next()
+    assert t3.startswith("ask/Device A/one/") and t3 != t1, (t1, t3)
+    env.broker.publish(t3 + "/reply", '{"answer":3}')
+    out3 = third.communicate(timeout=20)[0].decode()
+    assert json.loads(out3) == {"answer": 3}, out3
+    assert env.gw.proc.poll() is None
 
 
 @with_env("rpc-client-timeout", extra=ASK_ROUTE)

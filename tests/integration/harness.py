@@ -486,6 +486,25 @@ class Gateway:
         with self.cond:
             return "\n".join(l for l in self.lines if l is not None)
 
+    def stats(self):
+        """The counters, as SIGUSR1 makes the gateway log them (at info)."""
+        with self.cond:
+            mark = len(self.lines)
+        self.proc.send_signal(signal.SIGUSR1)
+        line = self.lines[self.wait_log('stats: {"received"', start=mark)]
+        return json.loads(line.split("stats: ", 1)[1])
+
+    def wait_stats(self, pred, timeout=15, what="counters"):
+        """The first counters for which pred holds, asked for again until then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.stats()
+            if pred(s):
+                return s
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} never reached; last {s}")
+            time.sleep(0.1)
+
     def check_sanitizers(self):
         text = self.log_text()
         for mark in SANITIZER_MARKS:
