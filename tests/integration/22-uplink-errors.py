@@ -87,10 +87,10 @@ def test_unaccepted_content_format_is_415(env):
             env.url("/raw/A1_TEST_TOKEN/c"))
 
 
-@with_env("err-size")
+@with_env("err-size", coap_extra="  max_body_size: 16384\n")
 def test_body_over_max_is_413(env):
     sub = env.sub("v1/#", "raw/#")
-    body = '{"k":"' + "x" * 16400 + '"}'  # max_body_size is 16384 in the test config
+    body = '{"k":"' + "x" * 16400 + '"}'
     refused(env, sub, "4.13", "-m", "post", "-b", "1024", "-e", body,
             env.url("/api/v1/A1_TEST_TOKEN/telemetry"))
     # one byte over, in small blocks; then exactly the limit goes through

@@ -644,7 +644,6 @@ def base_config(broker, coap_port, extra="", dtls_port=None, gateway_name="test-
   log_level: info
 coap:
   listen: [{", ".join(json.dumps(l) for l in listen)}]
-  max_body_size: 16384
 {coap_extra}mqtt:
   url: {broker.url}
   client_id: {gateway_name}-{uuid.uuid4().hex[:8]}
