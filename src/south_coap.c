@@ -23,6 +23,11 @@
 
 #define SOUTH_MAX_SEGS 32
 #define SOUTH_MAX_QUERY 16
+#define SOUTH_MAX_KEY 1024
+/* Block-wise uploads in progress: in all, per session, and the bytes they hold. */
+#define SOUTH_UPLOADS_MAX 256
+#define SOUTH_UPLOADS_PER_PEER 4
+#define SOUTH_UPLOADS_BYTES (8u << 20)
 
 static struct {
     const struct conf *conf;
@@ -251,6 +256,114 @@ static int collect_options(const coap_pdu_t *request, struct tmpl_slice *segs, s
     return 0;
 }
 
+/* What names an upload (RFC 7959 2.4, RFC 9175 3.4): its Uri-Path, Uri-Query and
+ * Request-Tag options, each as number, length and value. */
+static size_t upload_key(const coap_pdu_t *request, uint8_t *key, size_t size)
+{
+    coap_opt_iterator_t it;
+    coap_opt_t *opt;
+    size_t n = 0;
+
+    coap_option_iterator_init(request, &it, COAP_OPT_ALL);
+    while ((opt = coap_option_next(&it)) != NULL) {
+        size_t l = coap_opt_length(opt);
+
+        if (it.number != COAP_OPTION_URI_PATH && it.number != COAP_OPTION_URI_QUERY &&
+            it.number != COAP_OPTION_RTAG)
+            continue;
+        if (n + 4 + l > size)
+            return SIZE_MAX;
+        key[n++] = (uint8_t)(it.number >> 8);
+        key[n++] = (uint8_t)it.number;
+        key[n++] = (uint8_t)(l >> 8);
+        key[n++] = (uint8_t)l;
+        memcpy(key + n, coap_opt_value(opt), l);
+        n += l;
+    }
+    return n;
+}
+
+/* A request's body, block by block when it carries Block1: SOUTH_UPLOAD_DONE with the whole
+ * body in step, _MORE (answered 2.31) or _ERROR. The first block of an upload is checked
+ * against its route (path, method, Content-Format, Size1, token or DTLS identity) before
+ * anything is kept, so only an upload a device may make holds memory. */
+static int take_block(coap_session_t *session, const coap_pdu_t *request,
+                      const struct uplink_req *req, const uint8_t *data, size_t len,
+                      struct south_upload_step *step)
+{
+    uint8_t key[SOUTH_MAX_KEY];
+    coap_opt_iterator_t it;
+    coap_opt_t *opt = coap_check_option(request, COAP_OPTION_BLOCK1, &it);
+    struct south_upload_block b = {.session = session, .key = key,
+                                   .content_format = req->content_format,
+                                   .data = data, .len = len};
+    uint32_t v;
+
+    if (!opt) {
+        step->body = data;
+        step->len = len;
+        return SOUTH_UPLOAD_DONE;
+    }
+    /* libcoap's coap_get_block_b() refuses SZX 7 on UDP: decode it here to say why. */
+    v = coap_decode_var_bytes(coap_opt_value(opt), coap_opt_length(opt));
+    if (coap_opt_length(opt) > 3) {
+        step->code = 402;
+        step->diag = "Block1 option longer than 3 bytes";
+        return SOUTH_UPLOAD_ERROR;
+    }
+    b.num = v >> 4;
+    b.more = (v >> 3) & 1;
+    b.szx = v & 7;
+    opt = coap_check_option(request, COAP_OPTION_SIZE1, &it);
+    b.declared = opt ? coap_decode_var_bytes(coap_opt_value(opt), coap_opt_length(opt)) : 0;
+    b.key_len = upload_key(request, key, sizeof(key));
+    if (b.key_len == SIZE_MAX) {
+        step->code = 414;
+        step->diag = "request target too long for a block-wise upload";
+        return SOUTH_UPLOAD_ERROR;
+    }
+    if (b.num == 0 && b.more) {
+        struct uplink_req first = *req;
+        struct uplink_res res;
+
+        first.len = b.declared;
+        uplink_precheck(&first, &res);
+        if (res.code) {
+            step->code = res.code;
+            snprintf(step->diag_buf, sizeof(step->diag_buf), "%s", res.diag);
+            step->diag = step->diag_buf;
+            step->max_body = res.code == 413 ? S.conf->coap.max_body_size : 0;
+            step->logged = true;
+            return SOUTH_UPLOAD_ERROR;
+        }
+    }
+    return south_upload_block(&b, step);
+}
+
+/* 2.31 Continue for a block taken (RFC 7959 2.3): the Block1 option of the request, which
+ * libcoap has added already when it tracks the upload itself. */
+static void answer_continue(const coap_pdu_t *request, coap_pdu_t *response)
+{
+    coap_opt_iterator_t it;
+    coap_opt_t *opt = coap_check_option(request, COAP_OPTION_BLOCK1, &it);
+
+    coap_pdu_set_code(response, COAP_RESPONSE_CODE(231));
+    if (opt && !coap_check_option(response, COAP_OPTION_BLOCK1, &it))
+        coap_add_option(response, COAP_OPTION_BLOCK1, coap_opt_length(opt),
+                        coap_opt_value(opt));
+}
+
+static void answer_block_error(coap_pdu_t *response, const struct south_upload_step *step)
+{
+    if (step->max_body) {
+        uint8_t buf[4];
+        /* RFC 7959 2.9.3: 4.13 says how large a body may be. */
+        coap_add_option(response, COAP_OPTION_SIZE1,
+                        coap_encode_var_safe(buf, sizeof(buf), (unsigned)step->max_body), buf);
+    }
+    set_error(response, step->code, step->diag, step->max_age);
+}
+
 static void handle_request(coap_resource_t *resource, coap_session_t *session,
                            const coap_pdu_t *request, const coap_string_t *query_str,
                            coap_pdu_t *response)
@@ -258,9 +371,9 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     struct tmpl_slice segs[SOUTH_MAX_SEGS], query[SOUTH_MAX_QUERY];
     struct uplink_req req = {0};
     struct uplink_res res;
-    coap_block_b_t block;
+    struct south_upload_step step = {0};
     char peer[INET6_ADDRSTRLEN + 16];
-    size_t len = 0, offset = 0, total = 0;
+    size_t len = 0;
     const uint8_t *data = NULL;
 
     struct pending_origin origin = {session, request};
@@ -298,32 +411,31 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
         set_error(response, 400, "too many path or query options", 0);
         return;
     }
-    /* libcoap 4.3.1 hands a Block1 upload without Size1 over after its first block, still
-     * marked "more to come": publishing it would silently truncate the body. */
-    if (coap_get_block_b(session, request, COAP_OPTION_BLOCK1, &block) && block.m) {
-        log_msg(LOG_INFO,
-                "south: rejected peer=%s code=4.08 reason=\"block-wise upload without Size1\"",
-                peer);
-        set_error(response, 408, "block-wise upload without Size1 is not supported", 0);
-        return;
-    }
-    coap_get_data_large(request, &len, &data, &offset, &total);
-    /* The last block again (its response was lost): the body was published already. */
-    if (offset != 0 || len != total) {
-        log_msg(LOG_DEBUG, "south: repeated final block peer=%s offset=%zu len=%zu total=%zu",
-                peer, offset, len, total);
-        coap_pdu_set_code(response, COAP_RESPONSE_CODE(204));
-        return;
-    }
     req.segs = segs;
     req.query = query;
-    req.body = data;
-    req.len = len;
     req.auth = south_dtls_session_auth(session, &req.auth_id, &req.auth_id_len);
     req.confirmable = coap_pdu_get_type(request) == COAP_MESSAGE_CON;
     req.waiter_new = pending_new;
     req.waiter_ctx = &origin;
+    coap_get_data(request, &len, &data);
+    switch (take_block(session, request, &req, data, len, &step)) {
+    case SOUTH_UPLOAD_MORE:
+        answer_continue(request, response);
+        return;
+    case SOUTH_UPLOAD_ERROR:
+        if (!step.logged)
+            log_msg(LOG_INFO, "south: rejected peer=%s code=%u.%02u reason=\"%s\"", peer,
+                    step.code / 100, step.code % 100, step.diag);
+        answer_block_error(response, &step);
+        south_dedup_store(peer, (uint16_t)mid, step.code, step.max_age);
+        return;
+    default:
+        break;
+    }
+    req.body = step.body;
+    req.len = step.len;
     uplink_handle(&req, &res);
+    south_upload_done(step.upload);
     if (res.dev) {
         const coap_address_t *a = coap_session_get_addr_remote(session);
         if (a->size <= sizeof(res.dev->last_addr)) {
@@ -395,6 +507,7 @@ static int event_handler(coap_session_t *session, const coap_event_t event)
             S.sessions--;
         south_keepalive_session_del(session);
         south_observe_session_gone(session);
+        south_upload_session_gone(session);
         south_dtls_session_gone(session);
         break;
     case COAP_EVENT_DTLS_ERROR:
@@ -530,7 +643,19 @@ int south_init(const struct conf *conf)
         return -ENOMEM;
     if (loss && *loss && !coap_debug_set_packet_loss(loss))
         log_msg(LOG_WARNING, "south: ignoring bad C2M_TEST_PACKET_LOSS '%s'", loss);
-    coap_context_set_block_mode(S.ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+    /* Block1 uploads are reassembled by south_upload.c, block by block; libcoap still answers
+     * Block2 (and gives client sessions whole bodies, south_command.c). */
+    coap_context_set_block_mode(S.ctx, COAP_BLOCK_USE_LIBCOAP);
+    south_upload_init(&(struct south_upload_limits){
+        .max_body = conf->coap.max_body_size,
+        .max_uploads = SOUTH_UPLOADS_MAX,
+        .max_per_peer = SOUTH_UPLOADS_PER_PEER,
+        .max_total_bytes = SOUTH_UPLOADS_BYTES,
+        /* RFC 7252 4.8.2 MAX_TRANSMIT_SPAN: how long a device may retransmit the next
+         * block, and one ACK_TIMEOUT more. */
+        .idle_ms = (uint64_t)conf->coap.ack_timeout * 1000u *
+                       (((1u << conf->coap.max_retransmit) - 1u) * 3u / 2u + 1u),
+    });
     coap_context_set_session_timeout(S.ctx, conf->coap.session_timeout);
     coap_context_set_max_idle_sessions(S.ctx, conf->coap.max_sessions);
     coap_context_set_max_handshake_sessions(S.ctx, conf->coap.max_sessions < 100
@@ -599,6 +724,7 @@ void south_free(void)
     south_keepalive_free();
     attrs_free();
     south_dtls_free();
+    south_upload_free();
     south_dedup_free();
     coap_cleanup();
 }

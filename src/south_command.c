@@ -206,6 +206,9 @@ static coap_session_t *open_session(const struct device *d, const coap_address_t
         s = coap_session_get_by_peer(C.ctx, addr, d->last_ifindex);
         return s ? coap_session_reference(s) : NULL;
     }
+    /* A session takes the context's block mode when it is made: the gateway's own client
+     * sessions get a device's block-wise answer as one body. */
+    coap_context_set_block_mode(C.ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
     if (!dtls) {
         s = coap_new_client_session(C.ctx, NULL, addr, COAP_PROTO_UDP);
     } else if (d->conf->psk_identity) {
@@ -217,6 +220,7 @@ static coap_session_t *open_session(const struct device *d, const coap_address_t
         psk.psk_info.key.length = d->conf->psk_key_len;
         s = coap_new_client_session_psk2(C.ctx, NULL, addr, COAP_PROTO_DTLS, &psk);
     }
+    coap_context_set_block_mode(C.ctx, COAP_BLOCK_USE_LIBCOAP);
     if (s) {
         coap_session_set_ack_timeout(s, ack_timeout);
         coap_session_set_max_retransmit(s, C.conf->coap.max_retransmit);

@@ -9,6 +9,7 @@
 #include <coap3/coap.h>
 
 #include "coap2mqtt/conf.h"
+#include "coap2mqtt/south.h"
 #include "coap2mqtt/uplink.h"
 
 /* Install PSK (per-device keys) and, when configured, PKI on ctx. 0 or -EINVAL (logged). */
@@ -50,6 +51,45 @@ void south_command_free(void);
 /* A response on a client session: true when it was a command's (handled). */
 bool south_command_response(coap_session_t *session, const coap_pdu_t *received);
 void south_command_nack(coap_session_t *session, coap_mid_t mid, coap_nack_reason_t reason);
+
+/* Block-wise uploads reassembled by the gateway (south_upload.c, RFC 7959 Block1). */
+struct south_upload_limits {
+    size_t max_body;        /* bytes of one body (coap.max_body_size) */
+    size_t max_uploads;     /* in progress, all peers */
+    size_t max_per_peer;    /* in progress, one session */
+    size_t max_total_bytes; /* held by all uploads in progress */
+    uint64_t idle_ms;       /* an upload without a block for this long is dropped */
+};
+struct south_upload_block {
+    const void *session;  /* the peer's session (compared only) */
+    const uint8_t *key;   /* what names the upload: request target and Request-Tag */
+    size_t key_len;
+    unsigned num, szx;    /* Block1 NUM and SZX */
+    bool more;            /* Block1 M */
+    size_t declared;      /* Size1, 0 when absent */
+    int content_format;
+    const uint8_t *data;  /* this block's payload */
+    size_t len;
+};
+enum { SOUTH_UPLOAD_MORE, SOUTH_UPLOAD_DONE, SOUTH_UPLOAD_ERROR };
+struct south_upload;
+struct south_upload_step {
+    unsigned code;               /* SOUTH_UPLOAD_ERROR: the answer (408, 413, 400, 503) */
+    const char *diag;
+    unsigned max_age;            /* with 503 */
+    size_t max_body;             /* with 413: the Size1 to answer (RFC 7959 2.9.3) */
+    const uint8_t *body;         /* SOUTH_UPLOAD_DONE: the whole body */
+    size_t len;
+    struct south_upload *upload; /* SOUTH_UPLOAD_DONE: release with south_upload_done() */
+    bool logged;                 /* the refusal was logged where it was decided */
+    char diag_buf[160];
+};
+void south_upload_init(const struct south_upload_limits *lim);
+void south_upload_free(void);
+/* One Block1 block: SOUTH_UPLOAD_MORE (answer 2.31), _DONE (the body is whole) or _ERROR. */
+int south_upload_block(const struct south_upload_block *b, struct south_upload_step *st);
+void south_upload_done(struct south_upload *u);
+void south_upload_session_gone(const void *session);
 
 /* Duplicate suppression (south_dedup.c): answers by (peer, message ID). */
 int south_dedup_init(void);

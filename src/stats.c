@@ -7,6 +7,7 @@
 #include "coap2mqtt/log.h"
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/north.h"
+#include "coap2mqtt/south.h"
 #include "coap2mqtt/spool.h"
 #include "coap2mqtt/stats.h"
 #include "coap2mqtt/tmpl.h"
@@ -77,10 +78,11 @@ int stats_json(struct buf *out)
         rc = buf_printf(out,
                         "\"published\":%llu,\"acknowledged\":%llu,\"send_failures\":%llu,"
                         "\"resent\":%llu,\"connections\":%llu,\"spooled\":%zu,"
-                        "\"spool_bytes\":%zu,\"in_flight\":%zu,\"routes\":{",
+                        "\"spool_bytes\":%zu,\"in_flight\":%zu,\"sessions\":%u,"
+                        "\"uploads\":%zu,\"upload_bytes\":%zu,\"routes\":{",
                         n->sent, n->acked, n->send_failures, n->resent, n->reconnects,
-                        spool_depth(),
-                        spool_bytes(), spool_inflight());
+                        spool_depth(), spool_bytes(), spool_inflight(), south_session_count(),
+                        south_upload_count(), south_upload_bytes());
     for (size_t r = 0; S.conf && r < S.conf->n_routes && rc == 0; r++) {
         rc = buf_append_str(out, r ? ",\"" : "\"");
         if (rc == 0)

@@ -414,6 +414,45 @@ static int encode(struct uplink_job *j, struct buf *out)
     return 0;
 }
 
+/* What a request is checked for before its body matters: route, method, Content-Format,
+ * size. 0, or -1 with res filled. */
+static int admit(struct uplink_job *j)
+{
+    const struct uplink_req *req = j->req;
+    int rc = route_match(U.routes, req->method, req->segs, req->n_segs, req->query,
+                         req->n_query, &j->route, &j->vars);
+
+    if (rc == ROUTE_NO_MATCH) {
+        fail(j, 404, "no route for this path");
+        return -1;
+    }
+    if (rc == ROUTE_BAD_METHOD) {
+        fail(j, 405, "method not allowed here");
+        return -1;
+    }
+    j->res->route = j->route->conf;
+    if (pick_format(j) < 0)
+        return -1;
+    if (req->len > U.conf->coap.max_body_size) {
+        fail(j, 413, "body of %zu bytes is over the limit of %zu", req->len,
+             U.conf->coap.max_body_size);
+        return -1;
+    }
+    return 0;
+}
+
+void uplink_precheck(const struct uplink_req *req, struct uplink_res *res)
+{
+    struct uplink_job j = {.req = req, .res = res};
+
+    memset(res, 0, sizeof(*res));
+    if (admit(&j) < 0)
+        return;
+    /* A path or payload identity may create a device: only the body can say. */
+    if (j.route->conf->identity == CONF_ID_TOKEN || j.route->conf->identity == CONF_ID_DTLS)
+        (void)identify(&j);
+}
+
 void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
 {
     struct uplink_job j = {.req = req, .res = res};
@@ -425,25 +464,7 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
     int rc;
 
     memset(res, 0, sizeof(*res));
-    rc = route_match(U.routes, req->method, req->segs, req->n_segs, req->query, req->n_query,
-                     &j.route, &j.vars);
-    if (rc == ROUTE_NO_MATCH) {
-        fail(&j, 404, "no route for this path");
-        return;
-    }
-    if (rc == ROUTE_BAD_METHOD) {
-        fail(&j, 405, "method not allowed here");
-        return;
-    }
-    res->route = j.route->conf;
-    if (pick_format(&j) < 0)
-        return;
-    if (req->len > U.conf->coap.max_body_size) {
-        fail(&j, 413, "body of %zu bytes is over the limit of %zu", req->len,
-             U.conf->coap.max_body_size);
-        return;
-    }
-    if (identify(&j) < 0)
+    if (admit(&j) < 0 || identify(&j) < 0)
         return;
     opts = (struct codec_opts){
         .csv_layout = j.route->conf->csv_layout,

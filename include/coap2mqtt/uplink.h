@@ -73,5 +73,9 @@ int uplink_init(const struct conf *conf, const struct route_table *routes,
                 const struct uplink_ops *ops);
 void uplink_free(void);
 void uplink_handle(const struct uplink_req *req, struct uplink_res *res);
+/* The first block of a block-wise upload (req->len: the size it declares, 0 if unknown):
+ * res->code 0 when route, method, Content-Format, size and a token or DTLS identity allow
+ * it, else the error it would get, as uplink_handle() answers it. */
+void uplink_precheck(const struct uplink_req *req, struct uplink_res *res);
 
 #endif
