@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Southbound CoAP server: libcoap context in our loop, listeners, the catch-all handler. */
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <stdio.h>
@@ -15,7 +14,6 @@
 #include "coap2mqtt/codec.h"
 #include "coap2mqtt/device.h"
 #include "coap2mqtt/log.h"
-#include "coap2mqtt/sockets.h"
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/south.h"
 #include "coap2mqtt/stats.h"
@@ -566,63 +564,6 @@ static void on_tick(struct loop_timer *t)
     loop_timer_set(t, 1000);
 }
 
-/* Thousands of devices answering at once overflow the default UDP receive buffer (~200 KiB)
- * and libcoap offers no option for it: lost requests cost their devices a retransmission
- * (seconds). The listeners get 4 MiB; root may exceed net.core.rmem_max. */
-#define SOUTH_RCVBUF (4 << 20)
-
-static void raise_rcvbuf(int fd, const struct sockaddr_storage *local,
-                         const struct sockaddr_storage *peer, void *arg)
-{
-    unsigned port = *(unsigned *)arg;
-    unsigned local_port = ntohs(local->ss_family == AF_INET
-                                    ? ((const struct sockaddr_in *)local)->sin_port
-                                    : ((const struct sockaddr_in6 *)local)->sin6_port);
-    int size = SOUTH_RCVBUF;
-
-    if (peer || local_port != port)
-        return;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
-        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-}
-
-static int add_listener(const struct conf_listener *l)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    char port[8];
-    coap_address_t addr;
-    coap_proto_t proto = l->scheme == CONF_SCHEME_COAPS ? COAP_PROTO_DTLS : COAP_PROTO_UDP;
-    int rc;
-
-    snprintf(port, sizeof(port), "%u", l->port);
-    rc = getaddrinfo(l->host, port, &hints, &ai);
-    if (rc != 0 || !ai) {
-        log_msg(LOG_ERR, "south: cannot resolve listener host=%s: %s", l->host,
-                gai_strerror(rc));
-        return -EINVAL;
-    }
-    coap_address_init(&addr);
-    addr.size = ai->ai_addrlen;
-    memcpy(&addr.addr, ai->ai_addr, ai->ai_addrlen);
-    freeaddrinfo(ai);
-    if (!coap_new_endpoint(S.ctx, &addr, proto)) {
-        log_msg(LOG_ERR, "south: cannot listen on %s://%s%s%s:%u", proto == COAP_PROTO_DTLS
-                ? "coaps" : "coap", strchr(l->host, ':') ? "[" : "", l->host,
-                strchr(l->host, ':') ? "]" : "", l->port);
-        return -EADDRINUSE;
-    }
-    {
-        unsigned listen_port = l->port;
-        sockets_each(SOCK_DGRAM, raise_rcvbuf, &listen_port);
-    }
-    log_msg(LOG_INFO, "south: listening on %s://%s%s%s:%u",
-            proto == COAP_PROTO_DTLS ? "coaps" : "coap", strchr(l->host, ':') ? "[" : "",
-            l->host, strchr(l->host, ':') ? "]" : "", l->port);
-    return 0;
-}
-
 int south_init(const struct conf *conf)
 {
     static const coap_request_t methods[] = {COAP_REQUEST_GET,    COAP_REQUEST_POST,
@@ -683,8 +624,15 @@ int south_init(const struct conf *conf)
         rc = south_command_init(S.ctx, conf);
     if (rc < 0)
         return rc;
+    /* Every address is checked before any is taken: two of our own listeners may overlap
+     * ([::] and 127.0.0.1), and both hold SO_REUSEADDR. */
     for (size_t i = 0; i < conf->coap.n_listeners; i++) {
-        rc = add_listener(&conf->coap.listeners[i]);
+        rc = south_listen_probe(&conf->coap.listeners[i]);
+        if (rc < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < conf->coap.n_listeners; i++) {
+        rc = south_listen(S.ctx, &conf->coap.listeners[i]);
         if (rc < 0)
             return rc;
     }

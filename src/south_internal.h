@@ -52,6 +52,11 @@ void south_command_free(void);
 bool south_command_response(coap_session_t *session, const coap_pdu_t *received);
 void south_command_nack(coap_session_t *session, coap_mid_t mid, coap_nack_reason_t reason);
 
+/* Listeners (south_listen.c): the address free (a second gateway on it: -EADDRINUSE,
+ * logged), then bound on ctx. */
+int south_listen_probe(const struct conf_listener *l);
+int south_listen(coap_context_t *ctx, const struct conf_listener *l);
+
 /* Block-wise uploads reassembled by the gateway (south_upload.c, RFC 7959 Block1). */
 struct south_upload_limits {
     size_t max_body;        /* bytes of one body (coap.max_body_size) */

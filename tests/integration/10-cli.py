@@ -6,7 +6,8 @@ import re
 import socket
 import subprocess
 
-from harness import BIN, SANITIZER_MARKS, SRCDIR, Env, TestDir, free_port, main, release_ports, with_env
+from harness import (BIN, SANITIZER_MARKS, SRCDIR, Env, TestDir, coap_request, free_port, main,
+                     release_ports, with_env)
 
 # the shipped config reads these from the environment: check it with their defaults
 CLEAN_ENV = {k: v for k, v in os.environ.items()
@@ -124,6 +125,33 @@ def test_no_broker_configured_is_a_runtime_failure():
         assert b"mqtt.url" in r.stderr, r.stderr
     finally:
         d.cleanup()
+
+
+@with_env("cli-second-instance", dtls=True)
+def test_a_second_gateway_on_the_same_port_refuses_to_start(env):
+    """libcoap binds with SO_REUSEADDR: without a check of its own the second gateway bound
+    the same port and both fought over the broker with one client id."""
+    r = run([BIN, "-c", env.gw.config], env=dict(os.environ))
+    assert r.returncode == 1, (r.returncode, r.stderr.decode()[-2000:])
+    want = f"cannot listen on coap://127.0.0.1:{env.port}: address already in use"
+    assert want.encode() in r.stderr, r.stderr.decode()[-2000:]
+    assert b"main: ready" not in r.stderr
+    # the first one still serves
+    assert env.gw.proc.poll() is None
+    sub = env.sub("raw/#")
+    code, out = coap_request("-m", "post", "-e", '{"x":1}', env.url("/raw/A1_TEST_TOKEN/c"))
+    assert code == "2.04", out
+    assert sub.next() == ("raw/Device A/c", b'{"x":1}')
+    # and so does the DTLS listener alone
+    cfg = env.gw.config.replace(".yaml", "-dtls.yaml")
+    with open(env.gw.config) as f:
+        text = f.read()
+    listen = re.search(r"^  listen: .*$", text, re.M).group(0)
+    with open(cfg, "w") as f:
+        f.write(text.replace(listen, f'  listen: ["coaps://127.0.0.1:{env.dport}"]'))
+    r = run([BIN, "-c", cfg], env=dict(os.environ))
+    assert r.returncode == 1, r
+    assert f"coaps://127.0.0.1:{env.dport}: address already in use".encode() in r.stderr
 
 
 @with_env("cli-sigterm")
