@@ -438,9 +438,10 @@ class Subscriber:
 class Gateway:
     """The real coap2mqtt with a config written for this test."""
 
-    def __init__(self, tdir, config_text, env=None, wait_connected=True):
+    def __init__(self, tdir, config_text, env=None, wait_connected=True, path=None):
+        """path: run this configuration file as it is (config_text unused)."""
         self.tdir = tdir
-        self.config = tdir.file("coap2mqtt.yaml", config_text)
+        self.config = path or tdir.file("coap2mqtt.yaml", config_text)
         self.log_path = os.path.join(tdir.path, "gateway.log")
         self.lines = []
         self.cond = threading.Condition()
