@@ -32,7 +32,6 @@ static struct {
     coap_context_t *ctx;
     struct loop_fd fd;
     struct loop_timer tick;
-    unsigned sessions;
 } S;
 
 /* A request whose answer comes later: after the broker's acknowledgement (ack: broker; the
@@ -398,7 +397,9 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
             set_error(response, code, NULL, max_age);
         return;
     }
-    if (S.sessions > S.conf->coap.max_sessions) {
+    south_session_touch(session);
+    /* Only a device can be refused for want of room: strangers' sessions never count. */
+    if (!south_session_room(session)) {
         log_msg(LOG_WARNING, "south: rejected peer=%s code=5.03 reason=\"too many sessions\"",
                 peer);
         set_error(response, 503, "too many sessions", 30);
@@ -434,6 +435,8 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     req.len = step.len;
     uplink_handle(&req, &res);
     south_upload_done(step.upload);
+    if (res.dev && res.code / 100 == 2)
+        south_session_trust(session);
     if (res.dev) {
         const coap_address_t *a = coap_session_get_addr_remote(session);
         if (a->size <= sizeof(res.dev->last_addr)) {
@@ -494,20 +497,28 @@ static int event_handler(coap_session_t *session, const coap_event_t event)
     switch (event) {
     case COAP_EVENT_SERVER_SESSION_NEW: {
         coap_fixed_point_t t = {S.conf->coap.ack_timeout, 0};
-        S.sessions++;
+        south_session_new(session);
         coap_session_set_ack_timeout(session, t);
         coap_session_set_max_retransmit(session, S.conf->coap.max_retransmit);
         south_keepalive_session_new(session);
         break;
     }
     case COAP_EVENT_SERVER_SESSION_DEL:
-        if (S.sessions)
-            S.sessions--;
         south_keepalive_session_del(session);
         south_observe_session_gone(session);
         south_upload_session_gone(session);
-        south_dtls_session_gone(session);
+        south_session_del(session);
         break;
+    case COAP_EVENT_DTLS_CONNECTED: {
+        const char *id;
+        size_t len;
+        enum uplink_auth auth = south_dtls_session_auth(session, &id, &len);
+        /* A PSK or a client certificate of a configured device: the handshake proved it. */
+        if (coap_session_get_type(session) == COAP_SESSION_TYPE_SERVER &&
+            (auth == UPLINK_AUTH_PSK || auth == UPLINK_AUTH_CERT))
+            south_session_trust(session);
+        break;
+    }
     case COAP_EVENT_DTLS_ERROR:
         log_msg(LOG_INFO, "south: DTLS handshake failed peer=%s",
                 coap_session_str(session));
@@ -597,8 +608,7 @@ int south_init(const struct conf *conf)
         .idle_ms = (uint64_t)conf->coap.ack_timeout * 1000u *
                        (((1u << conf->coap.max_retransmit) - 1u) * 3u / 2u + 1u),
     });
-    coap_context_set_session_timeout(S.ctx, conf->coap.session_timeout);
-    coap_context_set_max_idle_sessions(S.ctx, conf->coap.max_sessions);
+    south_session_init(S.ctx, &conf->coap);
     coap_context_set_max_handshake_sessions(S.ctx, conf->coap.max_sessions < 100
                                                         ? conf->coap.max_sessions : 100);
     coap_register_event_handler(S.ctx, event_handler);
@@ -665,6 +675,7 @@ void south_free(void)
             south_pending_free(p);
         }
         south_command_free();
+        south_session_free();
         coap_free_context(S.ctx);
         S.ctx = NULL;
     }
@@ -677,7 +688,3 @@ void south_free(void)
     coap_cleanup();
 }
 
-unsigned south_session_count(void)
-{
-    return S.sessions;
-}

@@ -34,8 +34,6 @@ static const coap_bin_const_t *psk_for_identity(coap_bin_const_t *identity,
 static int check_cn(const char *cn, const uint8_t *cert, size_t cert_len,
                     coap_session_t *session, unsigned depth, int validated, void *arg)
 {
-    char *old;
-
     (void)cert;
     (void)cert_len;
     (void)arg;
@@ -51,10 +49,7 @@ static int check_cn(const char *cn, const uint8_t *cert, size_t cert_len,
                 cn ? cn : "");
         return 0;
     }
-    old = coap_session_get_app_data(session);
-    free(old);
-    coap_session_set_app_data(session, strdup(cn));
-    return 1;
+    return south_session_set_cn(session, cn) == 0;
 }
 
 int south_dtls_setup(coap_context_t *ctx, const struct conf *conf)
@@ -138,7 +133,7 @@ enum uplink_auth south_dtls_session_auth(const coap_session_t *session, const ch
         *len = psk_id->length;
         return UPLINK_AUTH_PSK;
     }
-    cn = coap_session_get_app_data(session);
+    cn = south_session_cn(session);
     if (cn) {
         *id = cn;
         *len = strlen(cn);
@@ -147,8 +142,4 @@ enum uplink_auth south_dtls_session_auth(const coap_session_t *session, const ch
     return UPLINK_AUTH_ANON;
 }
 
-void south_dtls_session_gone(coap_session_t *session)
-{
-    free(coap_session_get_app_data(session));
-    coap_session_set_app_data(session, NULL);
-}
+

@@ -18,8 +18,23 @@ void south_dtls_free(void);
 /* How the peer of session authenticated; *id points at its PSK identity or CN. */
 enum uplink_auth south_dtls_session_auth(const coap_session_t *session, const char **id,
                                          size_t *len);
-/* Release what south_dtls attached to a session that is going away. */
-void south_dtls_session_gone(coap_session_t *session);
+
+/* Sessions (south_session.c): trusted once a device proved who it is (a request that passed
+ * its identity check, or a DTLS handshake with its PSK or certificate); strangers' sessions
+ * get coap.unauthenticated_timeout and coap.max_unauthenticated_sessions, devices'
+ * coap.session_timeout and coap.max_sessions. */
+void south_session_init(coap_context_t *ctx, const struct conf_coap *conf);
+void south_session_free(void);
+void south_session_new(coap_session_t *s);
+void south_session_del(coap_session_t *s);
+void south_session_trust(coap_session_t *s);
+bool south_session_trusted(const coap_session_t *s);
+/* False when s is a stranger's and max_sessions devices hold sessions already. */
+bool south_session_room(const coap_session_t *s);
+void south_session_touch(coap_session_t *s);
+/* The client certificate's CN of a DTLS session (kept until the session ends). */
+int south_session_set_cn(coap_session_t *s, const char *cn);
+const char *south_session_cn(const coap_session_t *s);
 
 /* Answers that come later (south_coap.c): a waiter for request, answered with
  * south_answer(); south_async_answer() at the top of a handler sends it when it is due

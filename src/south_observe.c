@@ -334,6 +334,9 @@ static void handle_get(coap_resource_t *resource, coap_session_t *session,
 
     if (request && south_async_answer(resource, session, request, response))
         return;
+    /* The path holds the device's token: whoever knows it is the device. */
+    if (!note)
+        south_session_trust(session);
     if (!note && o->route->observe->cache_shared && query && query_has_keys(query)) {
         answer_attribute_read(o, session, request, query, response);
         return;

@@ -79,10 +79,10 @@ int stats_json(struct buf *out)
                         "\"published\":%llu,\"acknowledged\":%llu,\"send_failures\":%llu,"
                         "\"resent\":%llu,\"connections\":%llu,\"spooled\":%zu,"
                         "\"spool_bytes\":%zu,\"in_flight\":%zu,\"sessions\":%u,"
-                        "\"uploads\":%zu,\"upload_bytes\":%zu,\"routes\":{",
+                        "\"device_sessions\":%u,\"uploads\":%zu,\"upload_bytes\":%zu,\"routes\":{",
                         n->sent, n->acked, n->send_failures, n->resent, n->reconnects,
                         spool_depth(), spool_bytes(), spool_inflight(), south_session_count(),
-                        south_upload_count(), south_upload_bytes());
+                        south_session_trusted_count(), south_upload_count(), south_upload_bytes());
     for (size_t r = 0; S.conf && r < S.conf->n_routes && rc == 0; r++) {
         rc = buf_append_str(out, r ? ",\"" : "\"");
         if (rc == 0)

@@ -244,6 +244,10 @@ struct conf_coap {
     size_t max_body_size; /* bytes, default 65536 */
     unsigned block_size; /* preferred block size for Block2, default 1024 */
     unsigned session_timeout; /* idle seconds before a session is dropped, default 300 */
+    /* Sessions that have not shown a device's credentials: at most this many (the oldest
+     * idle one goes), dropped after this many idle seconds; defaults 256 and 10. */
+    unsigned max_unauth_sessions;
+    unsigned unauth_timeout;
     unsigned keepalive; /* ping sessions idle this long (seconds); 0 = off (default) */
     unsigned ack_timeout; /* RFC 7252 ACK_TIMEOUT for the gateway's CON messages, default 2 */
     unsigned max_retransmit; /* RFC 7252 MAX_RETRANSMIT, default 4 */

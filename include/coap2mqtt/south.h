@@ -26,6 +26,8 @@ char *const *south_observe_filters(size_t *n);
 void south_observe_message(const char *topic, const uint8_t *payload, size_t len);
 /* Sessions currently open (plain and DTLS). */
 unsigned south_session_count(void);
+/* Of those, the sessions of devices that proved who they are. */
+unsigned south_session_trusted_count(void);
 /* Block-wise uploads in progress, and the bytes their bodies hold. */
 size_t south_upload_count(void);
 size_t south_upload_bytes(void);
