@@ -390,13 +390,21 @@ static void start(const struct conf_route *r, struct captured *cap, const uint8_
 
 static void on_message(const char *topic, const uint8_t *payload, size_t len)
 {
+    bool started = false;
+
     for (size_t i = 0; i < C.conf->n_routes; i++) {
         const struct conf_route *r = &C.conf->routes[i];
         struct captured cap = {.gateway = C.conf->gateway_name};
+        /* "$share/GROUP/T" delivers the topics T names */
+        const char *tmpl = r->command ? tmpl_match_filter(r->command->subscribe) : NULL;
 
-        if (r->command && capture(r->command->subscribe, topic, &cap))
+        if (tmpl && capture(tmpl, topic, &cap)) {
             start(r, &cap, payload, len);
+            started = true;
+        }
     }
+    if (!started) /* a {variable} level came empty */
+        log_msg(LOG_DEBUG, "command: message for no command route topic=%s", topic);
 }
 
 /* The device's answer as JSON data: its body decoded by its Content-Format. */

@@ -49,10 +49,12 @@ struct obs_res {
     struct obs_res *next;
 };
 
-/* A route's subscription: the filter, and which level of it names the device (-1: none). */
+/* A route's subscription: the filter, the part of it topics are matched against (without
+ * a "$share/GROUP/" prefix) and which level of that names the device (-1: none). */
 struct obs_sub {
     const struct conf_route *route;
     char *filter;
+    const char *match; /* points into filter */
     int device_level;
 };
 
@@ -438,7 +440,10 @@ int south_observe_init(coap_context_t *ctx, const struct conf *conf,
             continue;
         s = &O.subs[O.n_subs];
         s->route = r;
-        s->device_level = level_of_device(r->observe->subscribe);
+        /* conf_route.c refuses malformed "$share" subscriptions: NULL cannot happen */
+        s->device_level = tmpl_match_filter(r->observe->subscribe)
+                              ? level_of_device(tmpl_match_filter(r->observe->subscribe))
+                              : -1;
         rc = tmpl_str_parse(r->observe->subscribe, &t, err, sizeof(err));
         if (rc == 0)
             rc = tmpl_str_expand(t, plus_for_device, (void *)conf, 0, &b, NULL);
@@ -450,6 +455,7 @@ int south_observe_init(coap_context_t *ctx, const struct conf *conf,
             return rc;
         }
         s->filter = buf_steal(&b);
+        s->match = tmpl_match_filter(s->filter);
         O.filters[O.n_subs++] = s->filter;
         for (size_t d = 0; d < conf->n_devices && rc == 0; d++)
             if (conf->devices[d].token)
@@ -561,27 +567,36 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
     const struct conf_observe *ob = s->route->observe;
     struct json_object *doc = NULL, *v = NULL, *data = NULL;
     const char *device = device_from_topic;
+    const char *skip = NULL; /* why the message is not for any device */
     struct obs_res *o;
     char *text = NULL;
     int observed;
 
     if (ob->device_field || ob->data_field || ob->require) {
         doc = json_tokener_parse((const char *)payload);
-        if (!doc)
+        if (!doc) {
+            skip = "not JSON";
             goto out;
+        }
     }
     if (ob->device_field) {
         if (!json_object_object_get_ex(doc, ob->device_field, &v) ||
-            !json_object_is_type(v, json_type_string))
+            !json_object_is_type(v, json_type_string)) {
+            skip = "no device field";
             goto out;
+        }
         device = json_object_get_string(v);
     }
     data = doc;
-    if (ob->data_field && !json_object_object_get_ex(doc, ob->data_field, &data))
+    if (ob->data_field && !json_object_object_get_ex(doc, ob->data_field, &data)) {
+        skip = "no data field";
         goto out;
+    }
     /* The gateway's own uplink on a shared topic comes back too: it lacks this key. */
-    if (ob->require && !json_object_object_get_ex(data, ob->require, NULL))
+    if (ob->require && !json_object_object_get_ex(data, ob->require, NULL)) {
+        skip = "no required key";
         goto out;
+    }
     o = device ? find(s->route, device) : NULL;
     if (!o) {
         log_msg(LOG_DEBUG, "south: no observable resource route=%s device=\"%s\"",
@@ -605,17 +620,26 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
     log_msg(LOG_DEBUG, "south: notify route=%s device=\"%s\" bytes=%zu observed=%s",
             s->route->name, o->device->name, strlen(text), observed ? "yes" : "no");
 out:
+    if (skip)
+        log_msg(LOG_DEBUG, "south: message skipped route=%s bytes=%zu reason=\"%s\"",
+                s->route->name, len, skip);
     json_object_put(doc);
 }
 
 void south_observe_message(const char *topic, const uint8_t *payload, size_t len)
 {
+    bool matched = false;
+
     for (size_t i = 0; i < O.n_subs; i++) {
         char device[128] = "";
-        if (filter_match(O.subs[i].filter, topic, O.subs[i].device_level, device,
-                         sizeof(device)))
+        if (O.subs[i].match &&
+            filter_match(O.subs[i].match, topic, O.subs[i].device_level, device, sizeof(device))) {
             deliver(&O.subs[i], O.subs[i].device_level >= 0 ? device : NULL, payload, len);
+            matched = true;
+        }
     }
+    if (!matched) /* the device level empty or too long for a device name */
+        log_msg(LOG_DEBUG, "south: message for no observe route topic=%s", topic);
 }
 
 /* A CON notification that failed (no ACK after the retransmissions, or an RST): the message
