@@ -256,6 +256,8 @@ def test_shared_subscriptions_deliver_their_messages(env):
         topic, payload = replies.next(15)
         assert topic == "shared/cmd-reply/test-gw/Nobody/7", topic
         assert jloads(payload) == {"device": "Nobody", "id": "7", "error": "unknown device"}
+        # the configuration's warning: each gateway of a group sees only some messages
+        assert "warning: route 'shared-attributes': a shared 'subscribe'" in env.gw.log_text()
     finally:
         obs.stop()
 
