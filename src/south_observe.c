@@ -200,10 +200,14 @@ static void answer_text(const coap_pdu_t *request, coap_pdu_t *response, const c
 
     if (accept && coap_decode_var_bytes(coap_opt_value(accept), coap_opt_length(accept)) ==
                       CODEC_CF_CBOR) {
-        struct json_object *doc = json_tokener_parse(data);
+        struct json_object *doc = NULL;
         struct buf cbor = BUF_INIT;
+        char why[8];
 
-        if (doc && codec_encode_cbor(doc, &cbor) == 0)
+        /* deliver() refused numbers CBOR would carry differently; not JSON: 5.00 */
+        if (codec_decode(CONF_FMT_JSON, (const uint8_t *)data, strlen(data), NULL, &doc, why,
+                         sizeof(why)) == 0 &&
+            doc && codec_encode_cbor(doc, &cbor) == 0)
             answer(response, CODEC_CF_CBOR, cbor.data, cbor.len);
         else
             coap_pdu_set_code(response, COAP_RESPONSE_CODE(500));
@@ -526,23 +530,21 @@ static void report(const struct obs_res *o, const struct msgq_item *it, const ch
     buf_free(&out);
 }
 
+/* data: the decoded message (after data_field), NULL when it is not JSON (queued as it is). */
 static void enqueue(struct obs_res *o, struct json_object *data, const uint8_t *payload,
                     size_t len)
 {
     const struct conf_queue *q = o->route->observe->queue;
-    struct json_object *parsed = NULL, *id = NULL;
+    struct json_object *id = NULL;
     struct msgq_item probe = {0};
     char *text, *id_text = NULL;
 
-    if (!data)
-        data = parsed = json_tokener_parse((const char *)payload);
     if (data && json_object_is_type(data, json_type_object) &&
         json_object_object_get_ex(data, q->id_field, &id))
         id_text = strdup(json_object_to_json_string_ext(id, JSON_C_TO_STRING_PLAIN));
     text = data ? strdup(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
-                                                                   JSON_C_TO_STRING_NOSLASHESCAPE))
+                                                                  JSON_C_TO_STRING_NOSLASHESCAPE))
                 : strndup((const char *)payload, len);
-    json_object_put(parsed);
     probe.id = id_text;
     if (!text || o->queue.n >= (size_t)q->max) {
         report(o, &probe, text ? "queue full" : "out of memory");
@@ -568,16 +570,22 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
     struct json_object *doc = NULL, *v = NULL, *data = NULL;
     const char *device = device_from_topic;
     const char *skip = NULL; /* why the message is not for any device */
+    bool fields = ob->device_field || ob->data_field || ob->require;
     struct obs_res *o;
-    char *text = NULL;
-    int observed;
+    char *text = NULL, why[160];
+    int observed, rc;
 
-    if (ob->device_field || ob->data_field || ob->require) {
-        doc = json_tokener_parse((const char *)payload);
-        if (!doc) {
-            skip = "not JSON";
-            goto out;
-        }
+    /* The same decoder as device bodies: a number json-c would hold as infinity, 0 or a
+     * clamped integer would reach JSON and CBOR observers as two different values. */
+    rc = codec_decode(CONF_FMT_JSON, payload, len, NULL, &doc, why, sizeof(why));
+    if (rc == -ERANGE) {
+        log_msg(LOG_INFO, "south: message refused route=%s device=\"%s\" bytes=%zu reason=\"%s\"",
+                s->route->name, device ? device : "-", len, why);
+        goto out;
+    }
+    if (fields && (rc < 0 || !doc)) {
+        skip = "not JSON";
+        goto out;
     }
     if (ob->device_field) {
         if (!json_object_object_get_ex(doc, ob->device_field, &v) ||
@@ -604,14 +612,15 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
         goto out;
     }
     if (ob->queue) {
-        enqueue(o, doc ? data : NULL, payload, len);
+        enqueue(o, rc == 0 ? data : NULL, payload, len);
         goto out;
     }
     if (ob->cache_shared)
         attrs_merge(o->device->name, ATTRS_SHARED, data);
-    text = doc ? strdup(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
-                                                                 JSON_C_TO_STRING_NOSLASHESCAPE))
-               : strndup((const char *)payload, len);
+    /* Without fields the message is notified with its own bytes. */
+    text = fields ? strdup(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
+                                                                    JSON_C_TO_STRING_NOSLASHESCAPE))
+                  : strndup((const char *)payload, len);
     if (!text)
         goto out;
     free(o->data);

@@ -125,6 +125,42 @@ def test_cbor_observer_gets_cbor(env):
         obs.wait(5)
 
 
+@with_env("down-cbor-range")
+def test_a_push_with_a_number_out_of_range_is_refused(env):
+    """{"a":1e999} from MQTT: json-c would hold infinity, and a CBOR observer would get an
+    infinity the gateway's own CBOR reader refuses. It is refused (logged) for every
+    observer, and the next push arrives as usual."""
+    out_file = os.path.join(env.tdir.path, "obs.out")
+    obs = subprocess.Popen([coap_client_bin(), "-m", "get", "-A", "60", "-s", "15", "-B", "15",
+                            "-o", out_file,
+                            f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not (os.path.exists(out_file) and os.path.getsize(out_file) > 0):
+            assert time.monotonic() < deadline, "no first answer"
+            time.sleep(0.05)  # polling a file the client writes, not a synchronisation sleep
+        env.broker.publish("v1/gateway/attributes", '{"device":"Device A","data":{"a":1e999}}')
+        env.gw.wait_log('south: message refused route=tb-attributes-observe device="-" '
+                        'bytes=40 reason="number out of range at offset 33: 1e999 is beyond '
+                        'a 64-bit float"')
+        env.broker.publish("v1/gateway/attributes", '{"device":"Device A","data":{"a":2}}')
+        deadline = time.monotonic() + 10
+        while bytes.fromhex("a1616102") not in open(out_file, "rb").read():  # {"a":2}
+            assert time.monotonic() < deadline, open(out_file, "rb").read()
+            time.sleep(0.05)
+        got = open(out_file, "rb").read()
+        for inf in ("f97c00", "fa7f800000", "fb7ff0000000000000"):  # +inf, any width
+            assert bytes.fromhex(inf) not in got, got.hex()
+    finally:
+        obs.terminate()
+        obs.wait(5)
+    # nor did the attribute cache keep it
+    code, out = coap_client("-m", "get", f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/"
+                            "attributes?sharedKeys=a")
+    assert out.strip() == '{"shared":{"a":2}}', out
+
+
 @with_env("down-uplink-same-path")
 def test_post_on_an_observed_path_is_still_uplink(env):
     sub = env.sub("v1/gateway/attributes")
