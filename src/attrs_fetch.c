@@ -9,6 +9,7 @@
 #include "coap2mqtt/attrs.h"
 #include "coap2mqtt/attrs_fetch.h"
 #include "coap2mqtt/buf.h"
+#include "coap2mqtt/codec.h"
 #include "coap2mqtt/log.h"
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/north.h"
@@ -91,12 +92,14 @@ static void on_timeout(struct loop_timer *t)
 /* {"id":N,"device":D,"value":v} (one key asked) or {"id":N,"device":D,"values":{..}}. */
 static void on_response(const char *topic, const uint8_t *payload, size_t len)
 {
-    struct json_object *doc = json_tokener_parse((const char *)payload), *v;
+    struct json_object *doc = NULL, *v;
+    char why[160] = "no numeric id";
     unsigned id;
 
-    (void)len;
-    if (!doc || !json_object_object_get_ex(doc, "id", &v) || !json_object_is_type(v, json_type_int)) {
-        log_msg(LOG_INFO, "attrs: unusable attribute response topic=%s", topic);
+    /* The devices' decoder: a value the cache keeps must read the same as JSON and CBOR. */
+    if (codec_decode(CONF_FMT_JSON, payload, len, NULL, &doc, why, sizeof(why)) < 0 || !doc ||
+        !json_object_object_get_ex(doc, "id", &v) || !json_object_is_type(v, json_type_int)) {
+        log_msg(LOG_INFO, "attrs: unusable attribute response topic=%s reason=\"%s\"", topic, why);
         json_object_put(doc);
         return;
     }

@@ -415,6 +415,10 @@ static int encode_item(struct json_object *o, struct buf *out, int depth)
         double d = json_object_get_double(o);
         uint64_t bits;
         uint8_t b[9] = {0xfb};
+        /* JSON has no NaN or infinity, and codec_cbor_decode() refuses them: a document
+         * that holds one (json-c reads 1e999 as infinity) came from outside the decoders. */
+        if (!isfinite(d))
+            return -ERANGE;
         memcpy(&bits, &d, sizeof(bits));
         for (int i = 0; i < 8; i++)
             b[1 + i] = (uint8_t)(bits >> (56 - 8 * i));

@@ -31,13 +31,23 @@ static struct json_object *csv_value(const char *s)
     if (strcmp(s, "false") == 0)
         return json_object_new_boolean(0);
     if (n && codec_json_number_end((const uint8_t *)s, n, 0) == n) {
+        const char *why;
         long long ll;
         double d;
+        int rc = codec_json_number_check((const uint8_t *)s, n, &why);
 
+        /* Out of range: a string, as JSON from a device would be refused (json-c would hold
+         * 1e-999 as 0, a CBOR output would then differ from a JSON one). */
+        if (rc == -ERANGE)
+            return json_object_new_string(s);
+        if (rc < 0)
+            return NULL;
         errno = 0;
         ll = strtoll(s, &end, 10);
         if (*end == '\0' && errno == 0)
             return json_object_new_int64(ll);
+        if (*end == '\0' && s[0] != '-') /* an integer within uint64 */
+            return json_object_new_uint64(strtoull(s, NULL, 10));
         d = strtod(s, &end);
         if (*end == '\0' && isfinite(d))
             return json_object_new_double_s(d, s); /* already valid JSON number text */

@@ -18,6 +18,13 @@ int codec_csv_decode(const uint8_t *body, size_t len, const struct codec_opts *o
                      struct json_object **out, char *err, size_t errlen);
 /* End of the RFC 8259 number starting at pos, or pos when there is none. */
 size_t codec_json_number_end(const uint8_t *s, size_t len, size_t pos);
+/**
+ * Does the RFC 8259 number text s[0..len) keep its value in json-c: an integer (no '.', no
+ * exponent) within int64 or uint64, any other number a finite double, not rounded to zero
+ * unless it is one?
+ * @return 0; -ERANGE with why set to a static phrase ("is beyond a 64-bit float"); -ENOMEM.
+ */
+int codec_json_number_check(const uint8_t *s, size_t len, const char **why);
 /* Offset of the first invalid UTF-8 sequence (or NUL byte), or len when all is valid. */
 size_t codec_utf8_check(const uint8_t *s, size_t len);
 

@@ -2,7 +2,9 @@
 /* JSON codec: strict RFC 8259 parsing under a depth bound, compact serialisation. */
 #include <errno.h>
 #include <ctype.h>
+#include <math.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 
@@ -20,6 +22,9 @@ struct grammar {
     const uint8_t *s;
     size_t len, pos;
     int depth;
+    int rc;          /* -ERANGE: a number json-c cannot hold (why says how); -ENOMEM */
+    const char *why; /* static text */
+    size_t num_len;  /* of the number at pos, with -ERANGE */
 };
 
 static void skip_ws(struct grammar *g)
@@ -65,6 +70,50 @@ size_t codec_json_number_end(const uint8_t *s, size_t len, size_t pos)
             p++;
     }
     return p;
+}
+
+/*
+ * json-c holds integers as int64 or uint64 and other numbers as doubles, and changes what does
+ * not fit without a word: it clamps 18446744073709551616 to 18446744073709551615 and
+ * -9223372036854775809 to INT64_MIN, reads 1e999 as infinity (which CBOR carries, and JSON
+ * and the gateway's own CBOR reader have no form for) and 1e-999 as 0. So a JSON document
+ * would reach MQTT, or a CBOR device, as a different number; it is refused instead. A double
+ * that is merely rounded (0.1, or more digits than a double holds) is what RFC 8259 6 expects.
+ */
+int codec_json_number_check(const uint8_t *s, size_t len, const char **why)
+{
+    char small[64], *text = len < sizeof(small) ? small : malloc(len + 1);
+    bool integer = !memchr(s, '.', len) && !memchr(s, 'e', len) && !memchr(s, 'E', len);
+    int rc = 0;
+
+    if (!text)
+        return -ENOMEM;
+    memcpy(text, s, len); /* the body is not NUL-terminated */
+    text[len] = '\0';
+    errno = 0;
+    if (integer) {
+        if (text[0] == '-')
+            (void)strtoll(text, NULL, 10);
+        else
+            (void)strtoull(text, NULL, 10);
+        if (errno == ERANGE) {
+            *why = "does not fit a 64-bit integer";
+            rc = -ERANGE;
+        }
+    } else {
+        double d = strtod(text, NULL);
+
+        if (isinf(d)) {
+            *why = "is beyond a 64-bit float";
+            rc = -ERANGE;
+        } else if (d == 0 && errno == ERANGE) { /* 0e999 is a zero, 1e-999 is not */
+            *why = "rounds to zero in a 64-bit float";
+            rc = -ERANGE;
+        }
+    }
+    if (text != small)
+        free(text);
+    return rc;
 }
 
 static bool g_string(struct grammar *g)
@@ -166,23 +215,27 @@ static bool g_value(struct grammar *g)
         end = codec_json_number_end(g->s, g->len, g->pos);
         if (end == g->pos)
             return false;
+        g->rc = codec_json_number_check(g->s + g->pos, end - g->pos, &g->why);
+        if (g->rc < 0) {
+            g->num_len = end - g->pos;
+            return false; /* pos stays on the number */
+        }
         g->pos = end;
         return true;
     }
 }
 
-/* Where the grammar breaks (len when it holds); *depth_hit when nesting is too deep. */
-static size_t grammar_error_at(const uint8_t *s, size_t len, bool *depth_hit)
+/* Where the grammar breaks (len when it holds; len + 1: the body ran out); *depth_hit when
+ * nesting is too deep; g->rc for a number out of range. */
+static size_t grammar_error_at(struct grammar *g, bool *depth_hit)
 {
-    struct grammar g = {s, len, 0, 0};
-
     *depth_hit = false;
-    if (!g_value(&g)) {
-        *depth_hit = g.depth > CODEC_MAX_DEPTH;
-        return g.pos < len ? g.pos : len + 1; /* len + 1: ran out of body */
+    if (!g_value(g)) {
+        *depth_hit = g->depth > CODEC_MAX_DEPTH;
+        return g->pos < g->len ? g->pos : g->len + 1;
     }
-    skip_ws(&g);
-    return g.pos;
+    skip_ws(g);
+    return g->pos;
 }
 
 int codec_json_decode(const uint8_t *body, size_t len, struct json_object **out, char *err,
@@ -208,8 +261,18 @@ int codec_json_decode(const uint8_t *body, size_t len, struct json_object **out,
         return -EINVAL;
     }
     {
+        struct grammar g = {.s = body, .len = len};
         bool too_deep;
-        bad = grammar_error_at(body, len, &too_deep);
+
+        bad = grammar_error_at(&g, &too_deep);
+        if (g.rc == -ENOMEM)
+            return -ENOMEM;
+        if (g.rc == -ERANGE) {
+            snprintf(err, errlen, "number out of range at offset %zu: %.*s%s %s", bad,
+                     g.num_len > 24 ? 24 : (int)g.num_len, (const char *)body + bad,
+                     g.num_len > 24 ? "..." : "", g.why);
+            return -ERANGE;
+        }
         if (too_deep)
             snprintf(err, errlen, "invalid JSON at offset %zu: nested deeper than %d", bad,
                      CODEC_MAX_DEPTH);

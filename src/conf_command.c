@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coap2mqtt/tmpl.h"
 #include "conf_internal.h"
 
 #define C_OFF(f) offsetof(struct conf_command, f)
@@ -78,10 +79,14 @@ const struct conf_key conf_command_keys[] = {
 static int subscribe_vars(struct conf_loader *ld, yaml_node_t *v, const char *sub,
                           char vars[MAX_VARS][32], size_t *n, bool *has_device)
 {
-    const char *p = sub;
+    const char *p;
+    char why[96];
 
     *n = 0;
     *has_device = false;
+    if (tmpl_filter_check(sub, why, sizeof(why)) < 0)
+        return conf_err(ld, v, "'subscribe' in %s: %s, got '%s'", ld->what, why, sub);
+    p = tmpl_match_filter(sub); /* "$share/GROUP/" holds no variables */
     if (strpbrk(sub, "#+"))
         return conf_err(ld, v, "'subscribe' in %s names levels with {variables}, not '+' or "
                         "'#', got '%s'", ld->what, sub);

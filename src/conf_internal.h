@@ -59,6 +59,9 @@ struct conf_loader {
 /* Report an error at node (file:line:col: error: ...). Returns -EINVAL. */
 int conf_err(struct conf_loader *ld, const yaml_node_t *node, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A warning at node (file:line:col: warning: ...): the configuration still loads. */
+void conf_warn(struct conf_loader *ld, const yaml_node_t *node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* The same at an explicit mark (NULL or no file: the file alone). */
 int conf_err_at(struct conf_loader *ld, const struct conf_mark *m, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

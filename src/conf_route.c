@@ -243,9 +243,12 @@ static int check_subscribe(struct conf_loader *ld, yaml_node_t *v, const struct 
 {
     static const char *const vars[] = {"device", "gateway", NULL};
     const char *sub = ((struct conf_observe *)obj)->subscribe;
+    char why[96];
 
     if (!*sub)
         return conf_err(ld, v, "'subscribe' in %s must not be empty", ld->what);
+    if (tmpl_filter_check(sub, why, sizeof(why)) < 0)
+        return conf_err(ld, v, "'subscribe' in %s: %s, got '%s'", ld->what, why, sub);
     if (strchr(sub, '#'))
         return conf_err(ld, v, "'subscribe' in %s must not use '#', got '%s'", ld->what, sub);
     return conf_check_template(ld, v, c->name, sub, vars, false);
@@ -361,6 +364,16 @@ static int parse_observe(struct conf_loader *ld, yaml_node_t *v, void *obj)
                       "delivers each message once, a cache holds the latest state", r->name);
     if (rc == 0 && r->observe->fetch && !r->observe->cache_shared)
         rc = conf_err(ld, v, "'fetch' in route '%s' needs 'cache: shared'", r->name);
+    /* Allowed (a group of one, or devices that observe every gateway), but rarely right. */
+    if (rc == 0 && tmpl_filter_shared(r->observe->subscribe))
+        conf_warn(ld, conf_map_get(ld, v, "subscribe"),
+                  "route '%s': a shared 'subscribe' gives each message to one gateway of the "
+                  "group: %s",
+                  r->name,
+                  r->observe->queue ? "a message for a device that observes another gateway "
+                                      "waits here until it expires"
+                                    : "a device observing another gateway misses it, and so "
+                                      "does that gateway's state");
     return rc;
 }
 
@@ -630,6 +643,12 @@ static void check_reply_topic(struct route_check *rc)
         fail(rc, conf_err(rc->ld, rc->node,
                           "reply_topic '%s' of route '%s' must not contain '+' or '#'",
                           r->request->reply_topic, r->name));
+    /* Another gateway of a share group would get the reply and drop it: a 5.04 here. */
+    if (tmpl_filter_shared(r->request->reply_topic))
+        fail(rc, conf_err(rc->ld, rc->node,
+                          "reply_topic '%s' of route '%s' must not start with '$share': the "
+                          "reply must reach the gateway that asked",
+                          r->request->reply_topic, r->name));
     rc->uses_request_id = false;
     rc->what = "reply_topic";
     tmpl_str_each_var(t, check_topic_var, rc);
@@ -677,6 +696,11 @@ static void check_topic(struct route_check *rc)
         fail(rc, conf_err(ld, rc->node, "route '%s' has an empty 'topic'", r->name));
     if (strpbrk(r->topic, "+#"))
         fail(rc, conf_err(ld, rc->node, "topic '%s' of route '%s' must not contain '+' or '#'",
+                          r->topic, r->name));
+    if (tmpl_filter_shared(r->topic))
+        fail(rc, conf_err(ld, rc->node,
+                          "topic '%s' of route '%s' must not start with '$share': "
+                          "only a 'subscribe' can be a shared subscription",
                           r->topic, r->name));
     rc->what = "topic";
     tmpl_str_each_var(topic, check_topic_var, rc);

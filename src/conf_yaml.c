@@ -85,6 +85,25 @@ int conf_err(struct conf_loader *ld, const yaml_node_t *node, const char *fmt, .
     return rc;
 }
 
+void conf_warn(struct conf_loader *ld, const yaml_node_t *node, const char *fmt, ...)
+{
+    struct conf_mark m = conf_mark_of(ld, node);
+    FILE *out = ld->diag->out ? ld->diag->out : stderr;
+    va_list ap;
+
+    ld->diag->n_warnings++;
+    if (ld->stopped)
+        return;
+    if (m.file && m.line > 0)
+        fprintf(out, "%s:%d:%d: warning: ", m.file, m.line, m.col);
+    else
+        fprintf(out, "%s: warning: ", m.file ? m.file : "configuration");
+    va_start(ap, fmt);
+    vfprintf(out, fmt, ap);
+    va_end(ap);
+    fputc('\n', out);
+}
+
 yaml_node_t *conf_node(struct conf_loader *ld, int index)
 {
     return yaml_document_get_node(&ld->file->doc, index);
@@ -448,6 +467,12 @@ int conf_check_template(struct conf_loader *ld, yaml_node_t *node, const char *k
     if (topic && strpbrk(text, "+#"))
         vc.rc = conf_err(ld, node, "'%s' in %s must not contain '+' or '#', got '%s'", key,
                          ld->what, text);
+    /* What is published, or waited for by the gateway that asked, is nobody's to share. */
+    if (topic && tmpl_filter_shared(text))
+        vc.rc = conf_err(ld, node,
+                         "'%s' in %s must not start with '$share': only a "
+                         "'subscribe' can be a shared subscription, got '%s'",
+                         key, ld->what, text);
     if (tmpl_str_parse(text, &t, why, sizeof(why)) < 0) {
         ld->oom = true;
         return -ENOMEM;

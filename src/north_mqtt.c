@@ -344,14 +344,20 @@ struct arrived {
 static void job_message(void *arg)
 {
     struct arrived *a = arg;
+    bool told = false;
 
     /* A group is told once, however many of its filters match. */
     for (size_t g = 0; g < N.n_groups; g++)
         for (size_t i = 0; i < N.groups[g].n; i++)
             if (north_topic_matches(N.groups[g].filters[i], a->topic)) {
                 N.groups[g].fn(a->topic, a->payload, a->len);
+                told = true;
                 break;
             }
+    /* A persistent session can still hold the subscriptions of an earlier configuration. */
+    if (!told)
+        log_msg(LOG_DEBUG, "north: message matches no subscription topic=%s bytes=%zu", a->topic,
+                a->len);
     free(a->topic);
     free(a->payload);
     free(a);
@@ -426,6 +432,10 @@ int north_subscribe(char *const *filters, size_t n, north_message_fn fn)
 
 bool north_topic_matches(const char *filter, const char *topic)
 {
+    /* "$share/GROUP/F" delivers topics that match F. */
+    filter = tmpl_match_filter(filter);
+    if (!filter)
+        return false;
     /* Topics starting with '$' are never matched by a leading wildcard (MQTT 4.7.2). */
     if (*topic == '$' && (*filter == '+' || *filter == '#'))
         return false;

@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "coap2mqtt/buf.h"
+#include "coap2mqtt/codec.h"
 #include "coap2mqtt/log.h"
 #include "coap2mqtt/loop.h"
 #include "coap2mqtt/north.h"
@@ -57,17 +60,37 @@ static void on_timeout(struct loop_timer *t)
     }
 }
 
+/* A JSON reply with a number the gateway cannot hold (1e999): the device gets 5.02 Bad
+ * Gateway with the codec's diagnostic. Any other reply goes as it is (JSON, or octets). */
+static bool reply_out_of_range(const uint8_t *payload, size_t len, char *diag, size_t diaglen)
+{
+    struct json_object *doc = NULL;
+    int rc = codec_decode(CONF_FMT_JSON, payload, len, NULL, &doc, diag, diaglen);
+
+    json_object_put(doc);
+    return rc == -ERANGE;
+}
+
 static void on_reply(const char *topic, const uint8_t *payload, size_t len)
 {
+    char diag[128];
+
     for (struct waiting *w = R.waiting.head; w; w = w->next) {
         struct pending *p = (struct pending *)w;
 
         if (strcmp(p->reply_topic, topic) != 0)
             continue;
         waitlist_remove(&R.waiting, w);
-        log_msg(LOG_DEBUG, "request: answered route=%s device=\"%s\" bytes=%zu", p->route->name,
-                p->device ? p->device : "-", len);
-        R.answer(p->waiter, 205, payload, len);
+        if (reply_out_of_range(payload, len, diag, sizeof(diag))) {
+            /* as JSON it would be mislabelled octets, as CBOR a different number */
+            log_msg(LOG_INFO, "request: reply refused route=%s device=\"%s\" reason=\"%s\"",
+                    p->route->name, p->device ? p->device : "-", diag);
+            R.answer(p->waiter, 502, (const uint8_t *)diag, strlen(diag));
+        } else {
+            log_msg(LOG_DEBUG, "request: answered route=%s device=\"%s\" bytes=%zu", p->route->name,
+                    p->device ? p->device : "-", len);
+            R.answer(p->waiter, 205, payload, len);
+        }
         free_pending(p);
         return;
     }

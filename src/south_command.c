@@ -242,23 +242,29 @@ static struct command *find(const coap_session_t *session, const coap_bin_const_
     return NULL;
 }
 
-/* The MQTT payload as the route's format: JSON and text as they are, CBOR from JSON. */
+/* The MQTT payload as the route's format: JSON and text as they are, CBOR from JSON. A JSON
+ * number the gateway cannot hold (1e999) is refused for both, as from a device: the same
+ * message must not go out as JSON and fail as CBOR. On failure why says what to publish. */
 static int request_body(const struct conf_command *cc, unsigned method, const uint8_t *payload,
-                        size_t len, struct buf *out)
+                        size_t len, struct buf *out, char *why, size_t whylen)
 {
     struct json_object *doc = NULL;
-    char why[96];
+    char diag[128];
     int rc;
 
     if (method == 1 || method == 4 || len == 0)
         return 0; /* GET and DELETE carry no body */
     if (cc->format == CONF_FMT_TEXT || cc->format == CONF_FMT_OCTETS)
         return buf_append(out, payload, len);
-    rc = codec_decode(CONF_FMT_JSON, payload, len, NULL, &doc, why, sizeof(why));
+    rc = codec_decode(CONF_FMT_JSON, payload, len, NULL, &doc, diag, sizeof(diag));
     if (rc == 0)
         rc = cc->format == CONF_FMT_CBOR ? codec_encode_cbor(doc, out)
                                          : buf_append(out, payload, len);
     json_object_put(doc);
+    if (rc == -ERANGE)
+        snprintf(why, whylen, "payload: %s", diag);
+    else if (rc < 0)
+        snprintf(why, whylen, "%s", rc == -ENOMEM ? "out of memory" : "payload is not valid JSON");
     return rc;
 }
 
@@ -328,7 +334,7 @@ static void start(const struct conf_route *r, struct captured *cap, const uint8_
     coap_address_t addr;
     coap_pdu_t *pdu = NULL;
     bool dtls = false;
-    char device[128], id[128];
+    char device[128], id[128], why[160];
     const char *idp = NULL;
 
     lookup(cap, "device", &name);
@@ -351,8 +357,8 @@ static void start(const struct conf_route *r, struct captured *cap, const uint8_
                       "and has not been heard from");
     } else if (C.waiting.n >= COMMAND_MAX_WAITING) {
         publish_error(r, reply_topic, device, idp, "too many commands under way");
-    } else if (request_body(cc, method, payload, len, &body) < 0) {
-        publish_error(r, reply_topic, device, idp, "payload is not valid JSON");
+    } else if (request_body(cc, method, payload, len, &body, why, sizeof(why)) < 0) {
+        publish_error(r, reply_topic, device, idp, why);
     } else if (!(c = calloc(1, sizeof(*c))) || !(c->route = r) ||
                !(c->session = open_session(d, &addr, dtls))) {
         publish_error(r, reply_topic, device, idp,
@@ -394,13 +400,21 @@ static void start(const struct conf_route *r, struct captured *cap, const uint8_
 
 static void on_message(const char *topic, const uint8_t *payload, size_t len)
 {
+    bool started = false;
+
     for (size_t i = 0; i < C.conf->n_routes; i++) {
         const struct conf_route *r = &C.conf->routes[i];
         struct captured cap = {.gateway = C.conf->gateway_name};
+        /* "$share/GROUP/T" delivers the topics T names */
+        const char *tmpl = r->command ? tmpl_match_filter(r->command->subscribe) : NULL;
 
-        if (r->command && capture(r->command->subscribe, topic, &cap))
+        if (tmpl && capture(tmpl, topic, &cap)) {
             start(r, &cap, payload, len);
+            started = true;
+        }
     }
+    if (!started) /* a {variable} level came empty */
+        log_msg(LOG_DEBUG, "command: message for no command route topic=%s", topic);
 }
 
 /* The device's answer as JSON data: its body decoded by its Content-Format. */

@@ -50,10 +50,12 @@ struct obs_res {
     struct obs_res *next;
 };
 
-/* A route's subscription: the filter, and which level of it names the device (-1: none). */
+/* A route's subscription: the filter, the part of it topics are matched against (without
+ * a "$share/GROUP/" prefix) and which level of that names the device (-1: none). */
 struct obs_sub {
     const struct conf_route *route;
     char *filter;
+    const char *match; /* points into filter */
     int device_level;
 };
 
@@ -199,10 +201,14 @@ static void answer_text(const coap_pdu_t *request, coap_pdu_t *response, const c
 
     if (accept && coap_decode_var_bytes(coap_opt_value(accept), coap_opt_length(accept)) ==
                       CODEC_CF_CBOR) {
-        struct json_object *doc = json_tokener_parse(data);
+        struct json_object *doc = NULL;
         struct buf cbor = BUF_INIT;
+        char why[8];
 
-        if (doc && codec_encode_cbor(doc, &cbor) == 0)
+        /* deliver() refused numbers CBOR would carry differently; not JSON: 5.00 */
+        if (codec_decode(CONF_FMT_JSON, (const uint8_t *)data, strlen(data), NULL, &doc, why,
+                         sizeof(why)) == 0 &&
+            doc && codec_encode_cbor(doc, &cbor) == 0)
             answer(response, CODEC_CF_CBOR, cbor.data, cbor.len);
         else
             coap_pdu_set_code(response, COAP_RESPONSE_CODE(500));
@@ -442,7 +448,10 @@ int south_observe_init(coap_context_t *ctx, const struct conf *conf,
             continue;
         s = &O.subs[O.n_subs];
         s->route = r;
-        s->device_level = level_of_device(r->observe->subscribe);
+        /* conf_route.c refuses malformed "$share" subscriptions: NULL cannot happen */
+        s->device_level = tmpl_match_filter(r->observe->subscribe)
+                              ? level_of_device(tmpl_match_filter(r->observe->subscribe))
+                              : -1;
         rc = tmpl_str_parse(r->observe->subscribe, &t, err, sizeof(err));
         if (rc == 0)
             rc = tmpl_str_expand(t, plus_for_device, (void *)conf, 0, &b, NULL);
@@ -454,6 +463,7 @@ int south_observe_init(coap_context_t *ctx, const struct conf *conf,
             return rc;
         }
         s->filter = buf_steal(&b);
+        s->match = tmpl_match_filter(s->filter);
         O.filters[O.n_subs++] = s->filter;
         for (size_t d = 0; d < conf->n_devices && rc == 0; d++)
             if (conf->devices[d].token)
@@ -524,23 +534,21 @@ static void report(const struct obs_res *o, const struct msgq_item *it, const ch
     buf_free(&out);
 }
 
+/* data: the decoded message (after data_field), NULL when it is not JSON (queued as it is). */
 static void enqueue(struct obs_res *o, struct json_object *data, const uint8_t *payload,
                     size_t len)
 {
     const struct conf_queue *q = o->route->observe->queue;
-    struct json_object *parsed = NULL, *id = NULL;
+    struct json_object *id = NULL;
     struct msgq_item probe = {0};
     char *text, *id_text = NULL;
 
-    if (!data)
-        data = parsed = json_tokener_parse((const char *)payload);
     if (data && json_object_is_type(data, json_type_object) &&
         json_object_object_get_ex(data, q->id_field, &id))
         id_text = strdup(json_object_to_json_string_ext(id, JSON_C_TO_STRING_PLAIN));
     text = data ? strdup(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
-                                                                   JSON_C_TO_STRING_NOSLASHESCAPE))
+                                                                  JSON_C_TO_STRING_NOSLASHESCAPE))
                 : strndup((const char *)payload, len);
-    json_object_put(parsed);
     probe.id = id_text;
     if (!text || o->queue.n >= (size_t)q->max) {
         report(o, &probe, text ? "queue full" : "out of memory");
@@ -565,27 +573,42 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
     const struct conf_observe *ob = s->route->observe;
     struct json_object *doc = NULL, *v = NULL, *data = NULL;
     const char *device = device_from_topic;
+    const char *skip = NULL; /* why the message is not for any device */
+    bool fields = ob->device_field || ob->data_field || ob->require;
     struct obs_res *o;
-    char *text = NULL;
-    int observed;
+    char *text = NULL, why[160];
+    int observed, rc;
 
-    if (ob->device_field || ob->data_field || ob->require) {
-        doc = json_tokener_parse((const char *)payload);
-        if (!doc)
-            goto out;
+    /* The same decoder as device bodies: a number json-c would hold as infinity, 0 or a
+     * clamped integer would reach JSON and CBOR observers as two different values. */
+    rc = codec_decode(CONF_FMT_JSON, payload, len, NULL, &doc, why, sizeof(why));
+    if (rc == -ERANGE) {
+        log_msg(LOG_INFO, "south: message refused route=%s device=\"%s\" bytes=%zu reason=\"%s\"",
+                s->route->name, device ? device : "-", len, why);
+        goto out;
+    }
+    if (fields && (rc < 0 || !doc)) {
+        skip = "not JSON";
+        goto out;
     }
     if (ob->device_field) {
         if (!json_object_object_get_ex(doc, ob->device_field, &v) ||
-            !json_object_is_type(v, json_type_string))
+            !json_object_is_type(v, json_type_string)) {
+            skip = "no device field";
             goto out;
+        }
         device = json_object_get_string(v);
     }
     data = doc;
-    if (ob->data_field && !json_object_object_get_ex(doc, ob->data_field, &data))
+    if (ob->data_field && !json_object_object_get_ex(doc, ob->data_field, &data)) {
+        skip = "no data field";
         goto out;
+    }
     /* The gateway's own uplink on a shared topic comes back too: it lacks this key. */
-    if (ob->require && !json_object_object_get_ex(data, ob->require, NULL))
+    if (ob->require && !json_object_object_get_ex(data, ob->require, NULL)) {
+        skip = "no required key";
         goto out;
+    }
     o = device ? find(s->route, device) : NULL;
     if (!o) {
         log_msg(LOG_DEBUG, "south: no observable resource route=%s device=\"%s\"",
@@ -593,14 +616,15 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
         goto out;
     }
     if (ob->queue) {
-        enqueue(o, doc ? data : NULL, payload, len);
+        enqueue(o, rc == 0 ? data : NULL, payload, len);
         goto out;
     }
     if (ob->cache_shared)
         attrs_merge(o->device->name, ATTRS_SHARED, data);
-    text = doc ? strdup(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
-                                                                 JSON_C_TO_STRING_NOSLASHESCAPE))
-               : strndup((const char *)payload, len);
+    /* Without fields the message is notified with its own bytes. */
+    text = fields ? strdup(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
+                                                                    JSON_C_TO_STRING_NOSLASHESCAPE))
+                  : strndup((const char *)payload, len);
     if (!text)
         goto out;
     free(o->data);
@@ -610,17 +634,26 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
     log_msg(LOG_DEBUG, "south: notify route=%s device=\"%s\" bytes=%zu observed=%s",
             s->route->name, o->device->name, strlen(text), observed ? "yes" : "no");
 out:
+    if (skip)
+        log_msg(LOG_DEBUG, "south: message skipped route=%s bytes=%zu reason=\"%s\"",
+                s->route->name, len, skip);
     json_object_put(doc);
 }
 
 void south_observe_message(const char *topic, const uint8_t *payload, size_t len)
 {
+    bool matched = false;
+
     for (size_t i = 0; i < O.n_subs; i++) {
         char device[128] = "";
-        if (filter_match(O.subs[i].filter, topic, O.subs[i].device_level, device,
-                         sizeof(device)))
+        if (O.subs[i].match &&
+            filter_match(O.subs[i].match, topic, O.subs[i].device_level, device, sizeof(device))) {
             deliver(&O.subs[i], O.subs[i].device_level >= 0 ? device : NULL, payload, len);
+            matched = true;
+        }
     }
+    if (!matched) /* the device level empty or too long for a device name */
+        log_msg(LOG_DEBUG, "south: message for no observe route topic=%s", topic);
 }
 
 /* A CON notification that failed (no ACK after the retransmissions, or an RST): the message

@@ -353,3 +353,60 @@ char *tmpl_topic_filter(const char *text, const char *gateway)
         p = end + 1;
     }
 }
+
+/* MQTT 5 4.8.2: "$share/{ShareName}/{filter}"; mosquitto 2, EMQX and HiveMQ take it on
+ * MQTT 3.1.1 connections too. The first level alone decides: "$sharex/a" is a plain filter. */
+static bool is_shared(const char *filter)
+{
+    return strncmp(filter, "$share", 6) == 0 && (filter[6] == '/' || filter[6] == '\0');
+}
+
+int tmpl_filter_check(const char *filter, char *err, size_t errlen)
+{
+    const char *group, *slash;
+
+    if (!is_shared(filter))
+        return 0;
+    group = filter[6] ? filter + 7 : filter + 6;
+    slash = strchr(group, '/');
+    if (group == filter + 6 || (!slash && *group)) {
+        snprintf(err, errlen,
+                 "a shared subscription needs a group and a filter: "
+                 "$share/GROUP/FILTER");
+        return -EINVAL;
+    }
+    if (slash == group || !*group) {
+        snprintf(err, errlen, "the share group of $share/GROUP/FILTER must not be empty");
+        return -EINVAL;
+    }
+    if (strcspn(group, "+#{}") < (size_t)(slash - group)) {
+        snprintf(err, errlen,
+                 "the share group of $share/GROUP/FILTER must be a plain name, "
+                 "without '+', '#' or {variables}");
+        return -EINVAL;
+    }
+    if (!slash[1]) {
+        snprintf(err, errlen,
+                 "a shared subscription needs a filter after its group: "
+                 "$share/GROUP/FILTER");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+const char *tmpl_match_filter(const char *filter)
+{
+    const char *slash;
+
+    if (!is_shared(filter))
+        return filter;
+    if (tmpl_filter_check(filter, NULL, 0) < 0)
+        return NULL;
+    slash = strchr(filter + 7, '/');
+    return slash + 1;
+}
+
+bool tmpl_filter_shared(const char *filter)
+{
+    return is_shared(filter);
+}

@@ -478,7 +478,7 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
     else
         rc = codec_decode(j.fmt, req->body, req->len, &opts, &j.body, why, sizeof(why));
     if (rc < 0) {
-        if (rc == -EINVAL)
+        if (rc == -EINVAL || rc == -ERANGE)
             fail(&j, 400, "%s", why);
         else
             fail(&j, 500, "out of memory");

@@ -274,6 +274,7 @@ struct conf {
 struct conf_diag {
     FILE *out;
     int n_errors;
+    int n_warnings; /* printed too, but the configuration loads */
     int max_errors; /* stop reporting after this many; 0 = 50 */
 };
 

@@ -39,7 +39,8 @@ struct north_sub_group {
 };
 /** @return 0, or -ENOSPC when NORTH_MAX_GROUPS are taken or n > 64. */
 int north_subscribe(char *const *filters, size_t n, north_message_fn fn);
-/* MQTT topic filter matching ('+' one level, '#' the rest). */
+/* MQTT topic filter matching ('+' one level, '#' the rest); a shared subscription
+ * "$share/GROUP/F" matches the topics F matches. */
 bool north_topic_matches(const char *filter, const char *topic);
 /* Hand spooled messages to the broker (within the in-flight window and drain rate). Call
  * after spool_put(). */

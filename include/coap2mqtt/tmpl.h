@@ -81,4 +81,24 @@ int tmpl_expand_one(const char *text, const char *name, const char *value, int f
  */
 char *tmpl_topic_filter(const char *text, const char *gateway);
 
+/*
+ * Shared subscriptions (MQTT 5 4.8.2): "$share/GROUP/FILTER" asks the broker to hand each
+ * message to one subscriber of GROUP; the messages arrive with their own topics, which
+ * match FILTER. These work on subscription filters and on the templates they come from.
+ */
+/**
+ * Is a "$share/..." subscription well formed: a non-empty group without '+', '#' or
+ * {variables}, then a non-empty filter? Any other filter passes.
+ * @return 0, or -EINVAL with the reason in err (when err is not NULL).
+ */
+int tmpl_filter_check(const char *filter, char *err, size_t errlen);
+/**
+ * What arriving topics are matched against: FILTER of "$share/GROUP/FILTER", any other
+ * filter whole. Every matcher of subscribed topics goes through this.
+ * @return a pointer into filter; NULL for a malformed "$share" filter (matches nothing).
+ */
+const char *tmpl_match_filter(const char *filter);
+/* Does the filter start with a "$share" level? */
+bool tmpl_filter_shared(const char *filter);
+
 #endif

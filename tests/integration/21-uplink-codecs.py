@@ -2,6 +2,7 @@
 """Bodies and transports: CBOR re-encoded as JSON, CBOR output, NON requests, IPv6,
 octets passed through, CSV with a key list, query captures."""
 import json
+import re
 import struct
 import time
 
@@ -186,6 +187,32 @@ def test_ipv6_listener(env):
     sub = env.sub("raw/#")
     ok(*coap_request("-m", "put", "-e", '{"v6":true}', env.url("/raw/A1_TEST_TOKEN/six", "[::1]")))
     assert sub.next() == ("raw/Device A/six", b'{"v6":true}')
+
+
+@with_env("codec-out-of-range", extra=EXTRA)
+def test_numbers_out_of_range_are_refused(env):
+    """1e999 is valid JSON, but json-c holds it as infinity, which CBOR carries and the
+    gateway's own CBOR reader refuses: refused with 4.00 wherever it would be published."""
+    sub = env.sub("raw/#", "cbor/#", "v1/#")
+    for path, body, why in (
+            ("/raw/A1_TEST_TOKEN/c", '{"a":1e999}',
+             "number out of range at offset 5: 1e999 is beyond a 64-bit float"),
+            ("/cbor/A1_TEST_TOKEN", '{"a":-1e999}',
+             "number out of range at offset 5: -1e999 is beyond a 64-bit float"),
+            ("/api/v1/A1_TEST_TOKEN/telemetry", '{"n":18446744073709551616}',
+             "number out of range at offset 5: 18446744073709551616 does not fit a 64-bit "
+             "integer")):
+        code, out = coap_request("-m", "post", "-e", body, env.url(path))
+        assert code == "4.00", f"{path}: {code}: {out[-1500:]}"
+        assert re.search(rf"^4\.00 {re.escape(why)}$", out, re.M), out[-1500:]
+        env.assert_nothing_published(sub)
+    # the largest numbers that do fit go through, as CBOR too, with their values
+    ok(*coap_request("-m", "post", "-e", '{"u":18446744073709551615,"d":1.5e308}',
+                     env.url("/cbor/A1_TEST_TOKEN")))
+    topic, payload = sub.next()
+    assert topic == "cbor/Device A", topic
+    assert payload == (b"\xa2" + ctext("u") + b"\x1b" + b"\xff" * 8 + ctext("d") + b"\xfb"
+                       + struct.pack(">d", 1.5e308)), payload.hex()
 
 
 main(globals())

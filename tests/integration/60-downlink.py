@@ -3,12 +3,16 @@
 reach devices that observe /attributes and /rpc; RPC replies go back up."""
 import json
 import os
+import queue
+import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 
-from harness import Observer as _Observer, coap_client, coap_client_bin, main, need, with_env
+from harness import (Gateway, Observer as _Observer, TestDir, base_config, coap_client,
+                     coap_client_bin, free_port, jloads, main, need, release_ports, with_env)
 
 SEED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed")
 
@@ -129,6 +133,42 @@ def test_cbor_observer_gets_cbor(env):
         obs.wait(5)
 
 
+@with_env("down-cbor-range")
+def test_a_push_with_a_number_out_of_range_is_refused(env):
+    """{"a":1e999} from MQTT: json-c would hold infinity, and a CBOR observer would get an
+    infinity the gateway's own CBOR reader refuses. It is refused (logged) for every
+    observer, and the next push arrives as usual."""
+    out_file = os.path.join(env.tdir.path, "obs.out")
+    obs = subprocess.Popen([coap_client_bin(), "-m", "get", "-A", "60", "-s", "15", "-B", "15",
+                            "-o", out_file,
+                            f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not (os.path.exists(out_file) and os.path.getsize(out_file) > 0):
+            assert time.monotonic() < deadline, "no first answer"
+            time.sleep(0.05)  # polling a file the client writes, not a synchronisation sleep
+        env.broker.publish("v1/gateway/attributes", '{"device":"Device A","data":{"a":1e999}}')
+        env.gw.wait_log('south: message refused route=tb-attributes-observe device="-" '
+                        'bytes=40 reason="number out of range at offset 33: 1e999 is beyond '
+                        'a 64-bit float"')
+        env.broker.publish("v1/gateway/attributes", '{"device":"Device A","data":{"a":2}}')
+        deadline = time.monotonic() + 10
+        while bytes.fromhex("a1616102") not in open(out_file, "rb").read():  # {"a":2}
+            assert time.monotonic() < deadline, open(out_file, "rb").read()
+            time.sleep(0.05)
+        got = open(out_file, "rb").read()
+        for inf in ("f97c00", "fa7f800000", "fb7ff0000000000000"):  # +inf, any width
+            assert bytes.fromhex(inf) not in got, got.hex()
+    finally:
+        obs.terminate()
+        obs.wait(5)
+    # nor did the attribute cache keep it
+    code, out = coap_client("-m", "get", f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/"
+                            "attributes?sharedKeys=a")
+    assert out.strip() == '{"shared":{"a":2}}', out
+
+
 @with_env("down-uplink-same-path")
 def test_post_on_an_observed_path_is_still_uplink(env):
     sub = env.sub("v1/gateway/attributes")
@@ -219,6 +259,122 @@ def test_keepalive_pings_and_drops_an_observer_that_disappeared(env):
         assert after["routes"]["tb-attributes-observe"]["notified"] == before["notified"], after
     finally:
         alive.stop()
+
+
+# MQTT shared subscriptions ($share/GROUP/FILTER): the broker hands each message to one
+# subscriber of the group, with the message's own topic.
+SHARED = """  - name: shared-attributes
+    methods: [GET]
+    path: /shared/{token}/attributes
+    identity: token
+    observe: {subscribe: "$share/gw/shared/attributes", device_field: device, data_field: data}
+  - name: shared-rpc
+    methods: [GET]
+    path: /shared/{token}/rpc
+    identity: token
+    observe:
+      subscribe: "$share/gw/shared/rpc"
+      device_field: device
+      data_field: data
+      confirmable: false   # nothing stays "in flight" at exit (MAX_TRANSMIT_WAIT)
+      queue: {max: 64, expiry: 60}
+  - name: shared-command
+    command:
+      subscribe: "$share/gw/shared/cmd/{device}/{id}"
+      path: /valve
+      reply_topic: "shared/cmd-reply/{gateway}/{device}/{id}"
+"""
+
+
+@with_env("down-shared", extra=SHARED)
+def test_shared_subscriptions_deliver_their_messages(env):
+    """A "$share/gw/..." subscription: the messages arrive with their own topics and reach
+    the route (before, every one was dropped without a word)."""
+    env.gw.wait_log("north: subscribed filter=$share/gw/shared/attributes")
+    obs = Observer(f"{coap_client_bin()} -m get -s 20 -B 20 "
+                   f"coap://127.0.0.1:{env.port}/shared/A1_TEST_TOKEN/attributes")
+    replies = env.sub("shared/cmd-reply/#")
+    try:
+        obs.wait_for(lambda d: d == {})
+        env.broker.publish("shared/attributes",
+                           '{"device":"Device A","data":{"targetTemperature":21}}')
+        assert obs.wait_for(lambda d: d != {}) == {"targetTemperature": 21}
+        # a command route's levels are read from the topic without the $share/gw/ prefix
+        env.broker.publish("shared/cmd/Nobody/7", '{"open":true}')
+        topic, payload = replies.next(15)
+        assert topic == "shared/cmd-reply/test-gw/Nobody/7", topic
+        assert jloads(payload) == {"device": "Nobody", "id": "7", "error": "unknown device"}
+        # the configuration's warning: each gateway of a group sees only some messages
+        assert "warning: route 'shared-attributes': a shared 'subscribe'" in env.gw.log_text()
+    finally:
+        obs.stop()
+
+
+def _rpc_ids(doc):
+    return [doc["id"]] if isinstance(doc, dict) and doc.get("method") == "m" else []
+
+
+@with_env("down-share-group", extra=SHARED, broker_kwargs={"log_packets": True})
+def test_a_share_group_gives_each_rpc_to_one_gateway(env):
+    """Two gateways in share group gw, and Device A observing the shared RPC queue of both:
+    each RPC reaches the device once, through whichever gateway the broker chose."""
+    tdir2 = TestDir("down-share-group-2")
+    port2 = free_port(socket.SOCK_DGRAM)
+    config2 = base_config(env.broker, port2, SHARED, gateway_name="test-gw2")
+    client2 = re.search(r"client_id: (\S+)", config2).group(1)
+    release_ports(port2)
+    gw2 = Gateway(tdir2, config2)
+    observers = [Observer(f"{coap_client_bin()} -m get -s 60 -B 60 "
+                          f"coap://127.0.0.1:{port}/shared/A1_TEST_TOKEN/rpc")
+                 for port in (env.port, port2)]
+    got = [[], []]  # RPC ids each observer printed
+    ok = False
+
+    def take(want, timeout=15):
+        deadline = time.monotonic() + timeout
+        while want not in got[0] + got[1]:
+            assert time.monotonic() < deadline, f"RPC {want} never reached the device: {got}"
+            for k, o in enumerate(observers):
+                try:
+                    got[k] += _rpc_ids(o.lines.get(timeout=0.05))
+                except queue.Empty:
+                    pass
+
+    n = 10
+    try:
+        for i in range(n):
+            env.broker.publish("shared/rpc", json.dumps(
+                {"device": "Device A", "data": {"id": i, "method": "m"}}))
+            take(i)
+        assert sorted(got[0] + got[1]) == list(range(n)), got
+        assert got[0] and got[1], f"the broker gave every RPC to one gateway: {got}"
+        # the broker's side: each RPC was sent to exactly one of the two gateways
+        sent = [len(re.findall(rf"Sending PUBLISH to {re.escape(cid)} \([^)]*'shared/rpc'",
+                               env.broker.log_text())) for cid in (env.client_id, client2)]
+        assert sum(sent) == n and all(sent), sent
+        # each gateway delivered what its observer printed; nothing was left in a queue,
+        # and nothing came twice once both have stopped
+        env.gw.stop()
+        gw2.stop()
+        for k, gw in enumerate((env.gw, gw2)):
+            assert "lost at exit" not in gw.log_text(), gw.log_text()[-2000:]
+            delivered = re.findall(r'south: delivered route=shared-rpc device="Device A" '
+                                   r'id=(\d+) ', gw.log_text())
+            assert sorted(map(int, delivered)) == sorted(got[k]), (k, delivered, got)
+        for k, o in enumerate(observers):
+            o.stop()
+            while not o.lines.empty():
+                got[k] += _rpc_ids(o.lines.get())
+        assert sorted(got[0] + got[1]) == list(range(n)), got
+        ok = True
+    finally:
+        for o in observers:
+            o.stop()
+        gw2.stop(expect=None)
+        if ok:
+            tdir2.cleanup()
+        else:
+            print(f"--- second gateway's log ({tdir2.path}):\n{gw2.log_text()[-4000:]}")
 
 
 main(globals())

@@ -128,6 +128,31 @@ def answered_once(env, sub, topic, payload):
     return replies[-1]
 
 
+CBOR_ROUTE = """  - name: valve-cbor
+    command:
+      subscribe: "cbor/{device}/{id}"
+      path: /valve
+      format: cbor
+      reply_topic: "cbor/{device}/{id}/reply"
+"""
+
+
+@with_env("cmd-range", files={"valves.yaml": DEVICES + CBOR_ROUTE}, includes=["valves.yaml"])
+def test_a_payload_with_a_number_out_of_range_is_refused(env):
+    """{"open":1e999} as CBOR would be an infinity (json-c's reading of it): the command is
+    refused before anything is sent, with the reason, as for format json."""
+    sub = env.sub("cbor/+/+/reply", "cmd/+/+/+/reply")
+    got = ask(env, sub, "cbor/Valve 1/9", '{"open":1e999}')
+    assert got == {"device": "Valve 1", "id": "9",
+                   "error": "payload: number out of range at offset 8: 1e999 is beyond a "
+                            "64-bit float"}, got
+    got = ask(env, sub, "cmd/Valve 1/valve/10", '{"n":-9223372036854775809}')
+    assert got == {"device": "Valve 1", "id": "10",
+                   "error": "payload: number out of range at offset 5: -9223372036854775809 "
+                            "does not fit a 64-bit integer"}, got
+    assert "command: sending" not in env.gw.log_text()
+
+
 @command_env("cmd-udp")
 def test_a_command_round_trip_over_udp(env):
     server = CoapServer()

@@ -94,6 +94,21 @@ def test_each_request_gets_its_own_reply(env):
     assert env.gw.proc.poll() is None
 
 
+@with_env("rpc-client-range", extra=ASK_ROUTE)
+def test_a_reply_with_a_number_out_of_range_is_502(env):
+    """{"v":1e999}: as JSON the device would get it labelled octets (it does not decode), as
+    CBOR an infinity. It gets 5.02 Bad Gateway with the reason."""
+    sub = env.sub("ask/+/+/+")
+    proc = subprocess.Popen([coap_client_bin(), "-m", "post", "-A", "60", "-e", "\"x\"",
+                             env.url("/ask/A1_TEST_TOKEN/range")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    topic, _ = sub.next()
+    env.broker.publish(topic + "/reply", '{"v":1e999}')
+    out = proc.communicate(timeout=20)[0].decode()
+    assert "5.02 number out of range at offset 5: 1e999 is beyond a 64-bit float" in out, out
+    env.gw.wait_log("request: reply refused route=ask device=\"Device A\"")
+
+
 @with_env("rpc-client-timeout", extra=ASK_ROUTE)
 def test_no_responder_is_answered_504_after_the_timeout(env):
     sub = env.sub("ask/#")

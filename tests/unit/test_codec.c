@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests: each codec with valid, malformed and hostile bodies. */
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -209,6 +210,153 @@ static void test_cbor_round_trip(void **state)
     buf_free(&cbor);
 }
 
+/* Numbers json-c would hold as something else (infinity, 0, a clamped integer) are refused,
+ * so no JSON body reaches MQTT or a CBOR device as a different number. */
+static void test_json_numbers_out_of_range(void **state)
+{
+    static char huge_int[402], huge_dec[404];
+    static const struct {
+        const char *body;
+        const char *why;
+    } cases[] = {
+        {"{\"a\":1e999}", "number out of range at offset 5: 1e999 is beyond a 64-bit float"},
+        {"{\"a\":-1e999}", "number out of range at offset 5: -1e999 is beyond a 64-bit float"},
+        {"[0,1E400]", "number out of range at offset 3: 1E400 is beyond a 64-bit float"},
+        {"1.7976931348623159e308",
+         "number out of range at offset 0: 1.7976931348623159e308 is beyond a 64-bit float"},
+        {"1e-999", "number out of range at offset 0: 1e-999 rounds to zero in a 64-bit float"},
+        {"{\"a\":-2.5e-400}",
+         "number out of range at offset 5: -2.5e-400 rounds to zero in a 64-bit float"},
+        {"18446744073709551616",
+         "number out of range at offset 0: 18446744073709551616 does not fit a 64-bit integer"},
+        {"{\"n\":-9223372036854775809}", "number out of range at offset 5: "
+                                         "-9223372036854775809 does not fit a 64-bit integer"},
+        {"[99999999999999999999999]", "number out of range at offset 1: "
+                                      "99999999999999999999999 does not fit a 64-bit integer"},
+        {huge_int, "number out of range at offset 0: 100000000000000000000000... does not fit "
+                   "a 64-bit integer"},
+        {huge_dec, "number out of range at offset 0: 100000000000000000000000... is beyond a "
+                   "64-bit float"},
+    };
+
+    (void)state;
+    memset(huge_int, '0', 401);
+    huge_int[0] = '1'; /* 10^400: the text is longer than any stack buffer */
+    memcpy(huge_dec, huge_int, 401);
+    memcpy(huge_dec + 401, ".0", 3);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct json_object *doc = NULL;
+        int rc = codec_decode(CONF_FMT_JSON, (const uint8_t *)cases[i].body, strlen(cases[i].body),
+                              NULL, &doc, err, sizeof(err));
+        if (rc != -ERANGE)
+            fail_msg("%s: rc %d, want -ERANGE", cases[i].body, rc);
+        assert_null(doc);
+        assert_string_equal(err, cases[i].why);
+    }
+    /* the grammar still comes first: NaN is not JSON at all */
+    assert_int_equal(codec_decode(CONF_FMT_JSON, (const uint8_t *)"[NaN]", 5, NULL,
+                                  &(struct json_object *){NULL}, err, sizeof(err)),
+                     -EINVAL);
+}
+
+/* The same number, as json-c holds it, the same type and value. */
+static void assert_same_number(struct json_object *a, struct json_object *b, const char *what)
+{
+    if (json_object_get_type(a) != json_object_get_type(b))
+        fail_msg("%s: %s became %s", what, json_type_to_name(json_object_get_type(a)),
+                 json_type_to_name(json_object_get_type(b)));
+    if (json_object_is_type(a, json_type_int)) {
+        if (json_object_get_int64(a) != json_object_get_int64(b) ||
+            json_object_get_uint64(a) != json_object_get_uint64(b))
+            fail_msg("%s: became %s", what, json_object_get_string(b));
+    } else {
+        double x = json_object_get_double(a), y = json_object_get_double(b);
+        if (x != y || signbit(x) != signbit(y) || !isfinite(y))
+            fail_msg("%s: %.17g became %.17g", what, x, y);
+    }
+}
+
+/* JSON -> CBOR -> JSON at the edges of what is accepted: the value comes back. */
+static void test_json_cbor_json_keeps_numbers(void **state)
+{
+    static const char *const numbers[] = {
+        "18446744073709551615",
+        "9223372036854775808",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "0",
+        "-0",
+        "1e308",
+        "-1.7976931348623157e308",
+        "4.9e-324",
+        "2e-320",
+        "0e999",
+        "-0.0",
+        "0.1",
+        "25.7",
+        "1e2",
+        "1.00000000000000000001", /* more digits than a double holds: the nearest double */
+        "123456789012345678"};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++) {
+        struct json_object *first = NULL, *from_cbor = NULL, *again = NULL;
+        struct buf cbor = BUF_INIT, json = BUF_INIT;
+        const char *n = numbers[i];
+
+        assert_int_equal(codec_decode(CONF_FMT_JSON, (const uint8_t *)n, strlen(n), NULL, &first,
+                                      err, sizeof(err)),
+                         0);
+        assert_int_equal(codec_encode_cbor(first, &cbor), 0);
+        assert_int_equal(
+            codec_decode(CONF_FMT_CBOR, cbor.data, cbor.len, NULL, &from_cbor, err, sizeof(err)),
+            0);
+        assert_same_number(first, from_cbor, n);
+        assert_int_equal(codec_encode_json(from_cbor, &json), 0);
+        assert_int_equal(
+            codec_decode(CONF_FMT_JSON, json.data, json.len, NULL, &again, err, sizeof(err)), 0);
+        assert_same_number(first, again, n);
+        json_object_put(first);
+        json_object_put(from_cbor);
+        json_object_put(again);
+        buf_free(&cbor);
+        buf_free(&json);
+    }
+}
+
+/* NaN and infinity have no JSON form: the encoder refuses them rather than write them. */
+static void test_cbor_encode_refuses_non_finite(void **state)
+{
+    struct json_object *doc = json_object_new_object();
+    struct buf out = BUF_INIT;
+
+    (void)state;
+    json_object_object_add(doc, "a", json_object_new_double(INFINITY));
+    assert_int_equal(codec_encode_cbor(doc, &out), -ERANGE);
+    json_object_object_add(doc, "a", json_object_new_double(-INFINITY));
+    buf_reset(&out);
+    assert_int_equal(codec_encode_cbor(doc, &out), -ERANGE);
+    json_object_object_add(doc, "a", json_object_new_double(NAN));
+    buf_reset(&out);
+    assert_int_equal(codec_encode_cbor(doc, &out), -ERANGE);
+    json_object_put(doc);
+    buf_free(&out);
+}
+
+/* A CSV value JSON would refuse stays a string; one within uint64 is an integer. */
+static void test_csv_numbers_out_of_range(void **state)
+{
+    static char *keys[] = {S("a"), S("b"), S("c"), S("d")};
+    struct codec_opts o = {
+        .csv_layout = CONF_CSV_KEYS, .csv_keys = keys, .n_csv_keys = 4, .csv_separator = ','};
+    static const char body[] = "1e-999,18446744073709551616,18446744073709551615,1e999";
+
+    (void)state;
+    assert_string_equal(decode_as_json(CONF_FMT_CSV, body, strlen(body), &o),
+                        "{\"a\":\"1e-999\",\"b\":\"18446744073709551616\","
+                        "\"c\":18446744073709551615,\"d\":\"1e999\"}");
+}
+
 static void test_text(void **state)
 {
     (void)state;
@@ -273,6 +421,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_valid_keeps_number_text),
+        cmocka_unit_test(test_json_numbers_out_of_range),
+        cmocka_unit_test(test_json_cbor_json_keeps_numbers),
+        cmocka_unit_test(test_cbor_encode_refuses_non_finite),
+        cmocka_unit_test(test_csv_numbers_out_of_range),
         cmocka_unit_test(test_json_malformed),
         cmocka_unit_test(test_json_too_deep),
         cmocka_unit_test(test_cbor_rfc8949_vectors),

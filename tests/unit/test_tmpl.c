@@ -191,6 +191,42 @@ static void test_topic_filter(void **state)
     free(f);
 }
 
+/* "$share/GROUP/FILTER": topics are matched against FILTER; malformed ones are refused. */
+static void test_shared_filter(void **state)
+{
+    static const char *const bad[] = {"$share",     "$share/",           "$share/g",
+                                      "$share//x",  "$share/g/",         "$share/g+/x",
+                                      "$share/#/x", "$share/{gateway}/x"};
+    char err[128];
+    char *f;
+
+    (void)state;
+    assert_string_equal(tmpl_match_filter("$share/gw/v1/gateway/attributes"),
+                        "v1/gateway/attributes");
+    assert_string_equal(tmpl_match_filter("$share/g/cmd/{device}/{id}"), "cmd/{device}/{id}");
+    assert_string_equal(tmpl_match_filter("$share/g/+"), "+");
+    assert_string_equal(tmpl_match_filter("v1/gateway/rpc"), "v1/gateway/rpc");
+    assert_string_equal(tmpl_match_filter("$sharex/a"), "$sharex/a"); /* not a share level */
+    assert_string_equal(tmpl_match_filter("a/$share/g/b"), "a/$share/g/b");
+    assert_true(tmpl_filter_shared("$share/g/a"));
+    assert_false(tmpl_filter_shared("$sharex/a"));
+    assert_false(tmpl_filter_shared("v1/$share/g"));
+    assert_int_equal(tmpl_filter_check("$share/g/a/+/b", err, sizeof(err)), 0);
+    assert_int_equal(tmpl_filter_check("plain/{device}", err, sizeof(err)), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(tmpl_filter_check(bad[i], err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "$share/GROUP/FILTER"));
+        assert_null(tmpl_match_filter(bad[i])); /* matches nothing */
+    }
+    assert_int_equal(tmpl_filter_check("$share/g", NULL, 0), -EINVAL);
+    /* the subscription keeps its prefix; variable levels after it become '+' */
+    f = tmpl_topic_filter("$share/workers/cmd/{gateway}/{device}", "gw1");
+    assert_string_equal(f, "$share/workers/cmd/gw1/+");
+    assert_string_equal(tmpl_match_filter(f), "cmd/gw1/+");
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_str_expand_json_escapes),
         cmocka_unit_test(test_str_unknown_var),
         cmocka_unit_test(test_topic_filter),
+        cmocka_unit_test(test_shared_filter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
