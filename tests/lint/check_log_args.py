@@ -12,7 +12,7 @@ PURE = {
     "strlen", "strerror", "gai_strerror", "strsignal", "log_redact", "coap_session_str",
     "json_object_get_string", "json_object_to_json_string_ext", "MQTTAsync_strerror",
     "sizeof", "strchr", "coap_response_phrase", "coap_pdu_get_mid", "coap_pdu_get_type",
-    "coap_pdu_get_code", "spool_depth", "spool_inflight", "spool_bytes", "north_lost_writes",
+    "coap_pdu_get_code", "scheme", "spool_depth", "spool_inflight", "spool_bytes", "north_lost_writes",
 }
 
 
