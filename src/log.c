@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <MQTTAsync.h>
 #include <coap3/coap.h>
@@ -16,6 +17,29 @@ static const char *const level_names[] = {
     [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit", [LOG_ERR] = "err",
     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice", [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
 };
+
+bool log_limit_allow(struct log_limit *l)
+{
+    struct timespec ts;
+    unsigned long long now;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (unsigned long long)ts.tv_sec;
+    if (now != l->second) {
+        if (l->suppressed)
+            log_write(LOG_NOTICE, "log: %lu more lines like '%s' left out", l->suppressed,
+                      l->what);
+        l->second = now;
+        l->n = 0;
+        l->suppressed = 0;
+    }
+    if (l->n < LOG_BURST) {
+        l->n++;
+        return true;
+    }
+    l->suppressed++;
+    return false;
+}
 
 void log_open(int level, bool use_syslog, const char *ident)
 {
@@ -80,7 +104,12 @@ static void log_from_libcoap(coap_log_t level, const char *message)
     /* libcoap reports every refused request at info/warning; keep it one step quieter. */
     if (lvl >= LOG_WARNING && lvl < LOG_DEBUG)
         lvl++;
-    if (lvl <= log_level)
+    static struct log_limit limit = LOG_LIMIT_INIT("libcoap: ...");
+
+    if (lvl > log_level)
+        return;
+    /* A peer can make libcoap warn (a failed handshake, a malformed datagram) */
+    if (lvl <= LOG_ERR || lvl == LOG_DEBUG || log_limit_allow(&limit))
         log_write(lvl, "libcoap: %s", message);
 }
 

@@ -423,7 +423,8 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
         return;
     case SOUTH_UPLOAD_ERROR:
         if (!step.logged)
-            log_msg(LOG_INFO, "south: rejected peer=%s code=%u.%02u reason=\"%s\"", peer,
+            log_msg_limited(&uplink_rejected_log, LOG_INFO,
+                            "south: rejected peer=%s code=%u.%02u reason=\"%s\"", peer,
                     step.code / 100, step.code % 100, step.diag);
         answer_block_error(response, &step);
         south_dedup_store(peer, (uint16_t)mid, step.code, step.max_age);

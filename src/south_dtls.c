@@ -11,7 +11,8 @@
 static struct {
     const struct conf *conf;
     coap_bin_const_t *keys; /* per configured device, indexed like conf->devices */
-} D;
+    struct log_limit rejected_log;
+} D = {.rejected_log = LOG_LIMIT_INIT("south: rejected PSK identity/certificate")};
 
 /* libcoap copies the key it gets back, so pointing into the configuration is enough. */
 static const coap_bin_const_t *psk_for_identity(coap_bin_const_t *identity,
@@ -23,7 +24,7 @@ static const coap_bin_const_t *psk_for_identity(coap_bin_const_t *identity,
     (void)arg;
     dev = identity ? device_by_psk_identity(identity->s, identity->length) : NULL;
     if (!dev || !dev->conf || !dev->conf->psk_key_len) {
-        log_msg(LOG_INFO, "south: rejected PSK identity=\"%.*s\" reason=\"unknown identity\"",
+        log_msg_limited(&D.rejected_log, LOG_INFO, "south: rejected PSK identity=\"%.*s\" reason=\"unknown identity\"",
                 identity ? (int)identity->length : 0, identity ? (const char *)identity->s : "");
         return NULL;
     }
@@ -38,14 +39,14 @@ static int check_cn(const char *cn, const uint8_t *cert, size_t cert_len,
     (void)cert_len;
     (void)arg;
     if (!validated) {
-        log_msg(LOG_INFO, "south: rejected certificate cn=\"%s\" depth=%u reason=\"not valid\"",
+        log_msg_limited(&D.rejected_log, LOG_INFO, "south: rejected certificate cn=\"%s\" depth=%u reason=\"not valid\"",
                 cn ? cn : "", depth);
         return 0;
     }
     if (depth != 0)
         return 1;
     if (!cn || !device_by_cn(cn, strlen(cn))) {
-        log_msg(LOG_INFO, "south: rejected certificate cn=\"%s\" reason=\"unknown device\"",
+        log_msg_limited(&D.rejected_log, LOG_INFO, "south: rejected certificate cn=\"%s\" reason=\"unknown device\"",
                 cn ? cn : "");
         return 0;
     }
@@ -114,6 +115,7 @@ void south_dtls_free(void)
 {
     free(D.keys);
     memset(&D, 0, sizeof(D));
+    D.rejected_log = (struct log_limit)LOG_LIMIT_INIT("south: rejected PSK identity/certificate");
 }
 
 enum uplink_auth south_dtls_session_auth(const coap_session_t *session, const char **id,

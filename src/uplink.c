@@ -78,6 +78,8 @@ void uplink_free(void)
     memset(&U, 0, sizeof(U));
 }
 
+struct log_limit uplink_rejected_log = LOG_LIMIT_INIT("south: rejected peer=...");
+
 static void fail(struct uplink_job *j, unsigned code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -89,7 +91,8 @@ static void fail(struct uplink_job *j, unsigned code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(j->res->diag, sizeof(j->res->diag), fmt, ap);
     va_end(ap);
-    log_msg(LOG_INFO, "south: rejected peer=%s route=%s code=%u.%02u reason=\"%s\"",
+    log_msg_limited(&uplink_rejected_log, LOG_INFO,
+                    "south: rejected peer=%s route=%s code=%u.%02u reason=\"%s\"",
             j->req->peer ? j->req->peer : "-", j->route ? j->route->conf->name : "-",
             code / 100, code % 100, j->res->diag);
 }

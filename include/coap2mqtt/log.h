@@ -15,6 +15,24 @@ extern int log_level;
             log_write((level), __VA_ARGS__);                                                       \
     } while (0)
 
+/* Lines any peer can cause (a refused request, a failed handshake): at most LOG_BURST a
+ * second per kind, then one line saying how many were left out. */
+#define LOG_BURST 20
+struct log_limit {
+    const char *what; /* named in the "suppressed" line */
+    unsigned long long second;
+    unsigned n;
+    unsigned long suppressed;
+};
+#define LOG_LIMIT_INIT(what) {(what), 0, 0, 0}
+/* True when a line of this kind may be written now. */
+bool log_limit_allow(struct log_limit *l);
+#define log_msg_limited(limit, level, ...)                                                         \
+    do {                                                                                           \
+        if ((level) <= log_level && log_limit_allow(limit))                                       \
+            log_write((level), __VA_ARGS__);                                                       \
+    } while (0)
+
 void log_open(int level, bool use_syslog, const char *ident);
 void log_close(void);
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "coap2mqtt/conf.h"
+#include "coap2mqtt/log.h"
 #include "coap2mqtt/route.h"
 #include "coap2mqtt/tmpl.h"
 
@@ -68,6 +69,9 @@ struct uplink_ops {
                    const char *reply_topic, const char *request_id, void *waiter);
     void *ctx;
 };
+
+/* "south: rejected ..." lines: any peer can cause them, so they are rate-limited. */
+extern struct log_limit uplink_rejected_log;
 
 int uplink_init(const struct conf *conf, const struct route_table *routes,
                 const struct uplink_ops *ops);

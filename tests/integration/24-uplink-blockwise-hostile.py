@@ -228,6 +228,12 @@ def test_random_blockwise_sequences_do_no_harm(env):
           f"{elapsed:.1f}s; {len(readings)} legitimate uploads")
     assert env.gw.proc.poll() is None, "the gateway died"
     assert sequences >= min(SEQUENCES, 20000), "too few sequences to mean anything"
+    # a refused request is logged, but a flood of them cannot flood the log
+    log = env.gw.log_text().splitlines()
+    rejected = sum("south: rejected" in l for l in log)
+    assert rejected <= (elapsed + 5) * 20, f"{rejected} rejection lines in {elapsed:.0f}s"
+    assert any("more lines like 'south: rejected" in l for l in log)
+    assert len(log) <= (elapsed + 10) * 100, f"{len(log)} log lines"
     # every legitimate upload that was answered 2.04 is published once, whole
     ok = [body for body, codes in readings if codes and codes[-1] == "2.04"]
     assert len(ok) >= 0.9 * len(readings) and ok, [c for _, c in readings if c[-1] != "2.04"]

@@ -44,7 +44,7 @@ def strip_strings(text):
 
 def problems(path):
     src = open(path).read()
-    for m in re.finditer(r"\blog_msg\s*\(", src):
+    for m in re.finditer(r"\blog_msg(?:_limited)?\s*\(", src):
         args = strip_strings(calls(src, m.end() - 1))
         line = src.count("\n", 0, m.start()) + 1
         if re.search(r"\+\+|--", args):
