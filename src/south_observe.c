@@ -549,7 +549,8 @@ static void enqueue(struct obs_res *o, struct json_object *data, const uint8_t *
         return;
     }
     O.waiting++;
-    log_msg(LOG_DEBUG, "south: queued route=%s device=\"%s\" id=%s waiting=%zu",
+    /* One line per RPC, at info: an operator sees what waits for a sleepy device. */
+    log_msg(LOG_INFO, "south: queued route=%s device=\"%s\" id=%s waiting=%zu",
             o->route->name, o->device->name, id_text ? id_text : "-", o->queue.n);
     kick(o);
 }

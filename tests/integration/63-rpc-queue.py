@@ -196,8 +196,7 @@ def test_observe_1_and_rst_cancel_and_nothing_is_lost(env):
         mtype, code, _, _, opts, _ = dev.recv()
         assert code == "2.05" and OPT_OBSERVE not in opts, (code, opts)
         rpc(env, "Device A", 1)
-        env.gw.wait_log('south: queued for a device not observing route=q-rpc '
-                        'device="Device A" waiting=1')
+        env.gw.wait_log('south: queued route=q-rpc device="Device A" id=1 waiting=1')
         # registered again: the waiting RPC is the answer; the next one is a notification,
         # refused with RST
         tok = dev.send(CON, 1, path, extra=[(OPT_OBSERVE, b"")])
