@@ -478,8 +478,9 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
 static void on_nack(coap_session_t *session, const coap_pdu_t *sent,
                     const coap_nack_reason_t reason, const coap_mid_t mid)
 {
-    (void)sent;
-    south_observe_nack(session, mid, reason);
+    /* libcoap 4.3.5 may report a session's end with no message at all (mid 0). */
+    if (sent)
+        south_observe_nack(session, mid, reason);
     south_keepalive_nack(session, mid, reason);
     south_command_nack(session, mid, reason);
 }
@@ -542,7 +543,7 @@ static int event_handler(coap_session_t *session, const coap_event_t event)
  * coap_io_do_epoll() (one walk each). A pass that finds libcoap's timer due (its event has
  * a NULL pointer, net.c) goes through coap_io_process() again, which also runs the
  * housekeeping only it does (deferred async answers, the cache expiry). */
-static void process(void)
+static void process_io(void)
 {
     coap_io_process(S.ctx, COAP_IO_NO_WAIT);
     for (int i = 0; i < SOUTH_DRAIN_MAX; i++) {
@@ -559,6 +560,14 @@ static void process(void)
         else
             coap_io_do_epoll(S.ctx, evs, (size_t)n);
     }
+}
+
+/* A pass, then what it told about the notifications in flight (an empty retransmission
+ * queue is the nearest libcoap comes to reporting their ACKs). */
+static void process(void)
+{
+    process_io();
+    south_observe_after_io(S.ctx);
 }
 
 static void on_coap_fd(struct loop_fd *fd, uint32_t events)
@@ -676,6 +685,9 @@ void south_free(void)
             south_pending_free(p);
         }
         south_command_free();
+        /* Before the context goes: libcoap 4.3.5 drops its retransmission queue there without
+         * a NACK and then reports each session's end, which would pass for acknowledged. */
+        south_observe_exit();
         south_session_free();
         coap_free_context(S.ctx);
         S.ctx = NULL;

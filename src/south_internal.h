@@ -51,6 +51,10 @@ void south_observe_free(void);
 void south_observe_nack(coap_session_t *session, coap_mid_t mid, coap_nack_reason_t reason);
 void south_observe_session_gone(coap_session_t *session);
 void south_observe_device_seen(const char *device);
+/* After each libcoap pass: notifications in flight whose ACK that pass made certain. */
+void south_observe_after_io(coap_context_t *ctx);
+/* Before the context is freed: sorts what is in flight into acknowledged and lost. */
+void south_observe_exit(void);
 
 /* Keepalive pings on idle server sessions (south_keepalive.c); seconds 0 = off. */
 void south_keepalive_init(coap_context_t *ctx, unsigned seconds);

@@ -38,7 +38,7 @@ struct obs_res {
     char *data; /* the latest notification (JSON text), NULL before the first */
     /* Queue routes: each message goes to the device once, in order. */
     struct msgq queue;    /* waiting */
-    struct msgq inflight; /* sent in CON notifications, not yet known delivered */
+    struct msgq inflight; /* sent in CON notifications, not yet known acknowledged */
     bool kick_posted;
     /* The answer to the last registration, for its retransmissions (libcoap does not
      * suppress duplicate requests; answering again must not take the next message). */
@@ -64,6 +64,8 @@ static struct {
     struct loop_timer sweep; /* queue expiry and in-flight release */
     bool any_queue;
     size_t waiting; /* messages in all queues: 0 spares every request the walk below */
+    size_t inflight; /* messages in all in-flight lists: 0 spares every libcoap pass a check */
+    bool exiting;
     struct obs_res *list;
     struct obs_sub *subs;
     char **filters; /* for north_set_subscriptions() */
@@ -304,8 +306,9 @@ static void answer_queued(struct obs_res *o, coap_session_t *session, const coap
         it->sent_mid = coap_pdu_get_mid(response);
         it->sent_until_ms = loop_now_ms() + max_transmit_wait_ms();
         it->next = NULL;
-        /* in flight: kept in order of sending, for a NACK to put back */
+        /* in flight until its outcome is known (see south_observe_nack() below) */
         msgq_push_front(&o->inflight, it);
+        O.inflight++;
     } else {
         if (!note) {
             free(o->reg_text);
@@ -561,7 +564,8 @@ static void enqueue(struct obs_res *o, struct json_object *data, const uint8_t *
         return;
     }
     O.waiting++;
-    log_msg(LOG_DEBUG, "south: queued route=%s device=\"%s\" id=%s waiting=%zu",
+    /* One line per RPC, at info: an operator sees what waits for a sleepy device. */
+    log_msg(LOG_INFO, "south: queued route=%s device=\"%s\" id=%s waiting=%zu",
             o->route->name, o->device->name, id_text ? id_text : "-", o->queue.n);
     kick(o);
 }
@@ -656,41 +660,105 @@ void south_observe_message(const char *topic, const uint8_t *payload, size_t len
         log_msg(LOG_DEBUG, "south: message for no observe route topic=%s", topic);
 }
 
-/* A CON notification that failed (no ACK after the retransmissions, or an RST): the message
- * goes first again, for the device's next observation or contact. */
+/*
+ * What became of a CON notification. libcoap (4.3.1 and 4.3.5 alike) handles the empty ACK
+ * of a notification inside coap_dispatch() and tells the application nothing: no response
+ * handler, no event. It does report every other outcome through the NACK handler (no ACK
+ * after the retransmissions, an RST, a session torn down), so a message leaves the
+ * in-flight list in one of two ways:
+ *  - a NACK for its message ID: back at the head of the queue;
+ *  - a point where libcoap can hold no unanswered CON message for it any more, without a
+ *    NACK having come: it was acknowledged, and is done. Those points are
+ *    - libcoap's retransmission queue is empty after a pass (coap_can_exit());
+ *    - its session ends: libcoap frees a server session only when nothing references it,
+ *      and each CON message waiting for its ACK holds a reference (coap_wait_ack()) and
+ *      a disconnect NACKs them all first;
+ *    - MAX_TRANSMIT_WAIT has passed since it was sent (the sweep);
+ *    - exit: south_observe_exit() disconnects the sessions that still have some, which
+ *      NACKs what is unanswered.
+ */
+static void acknowledged(struct obs_res *o, struct msgq_item *it, const char *known)
+{
+    msgq_remove(&o->inflight, it);
+    O.inflight--;
+    log_msg(LOG_INFO, "south: acknowledged route=%s device=\"%s\" id=%s known=%s",
+            o->route->name, o->device->name, it->id ? it->id : "-", known);
+    msgq_item_free(it);
+}
+
+/* Every in-flight message sent on session (on any, when NULL) was acknowledged. */
+static void settle(const void *session, const char *known)
+{
+    if (!O.inflight)
+        return;
+    for (struct obs_res *o = O.list; o; o = o->next) {
+        struct msgq_item *it = o->inflight.head;
+        while (it) {
+            struct msgq_item *next = it->next;
+            if (!session || it->sent_to == session)
+                acknowledged(o, it, known);
+            it = next;
+        }
+    }
+}
+
+/* A CON notification that failed: the message goes first again, for the device's next
+ * observation or contact. Every NACK is final but an ICMP error's, after which libcoap keeps
+ * retransmitting; a second NACK for the same message (4.3.5 may send two when a session is
+ * torn down) finds nothing. */
 void south_observe_nack(coap_session_t *session, coap_mid_t mid, coap_nack_reason_t reason)
 {
-    if (reason != COAP_NACK_TOO_MANY_RETRIES && reason != COAP_NACK_RST)
+    if (reason == COAP_NACK_ICMP_ISSUE || !O.inflight)
         return;
     for (struct obs_res *o = O.list; o; o = o->next)
         for (struct msgq_item *it = o->inflight.head; it; it = it->next)
             if (it->sent_to == session && it->sent_mid == mid) {
                 msgq_remove(&o->inflight, it);
+                O.inflight--;
                 msgq_push_front(&o->queue, it);
                 O.waiting++;
-                log_msg(LOG_INFO, "south: not acknowledged route=%s device=\"%s\" id=%s: "
-                        "kept for the next contact", o->route->name, o->device->name,
-                        it->id ? it->id : "-");
+                if (!O.exiting)
+                    log_msg(LOG_INFO, "south: not acknowledged route=%s device=\"%s\" id=%s: "
+                            "kept for the next contact", o->route->name, o->device->name,
+                            it->id ? it->id : "-");
                 return;
             }
 }
 
-/* A session that goes away takes its exchanges with it: what was in flight on it was maybe
- * not received, so it goes first again (at least once rather than lost). */
+/* A session that goes away had no unanswered CON message left (see above): what is still in
+ * flight on it was acknowledged. */
 void south_observe_session_gone(coap_session_t *session)
 {
-    for (struct obs_res *o = O.list; o; o = o->next) {
-        struct msgq_item *it = o->inflight.head;
-        while (it) {
-            struct msgq_item *next = it->next;
-            if (it->sent_to == session) {
-                msgq_push_front(&o->queue, msgq_remove(&o->inflight, it));
-                O.waiting++;
-            }
-            it = next;
-        }
+    settle(session, "session-end");
+    for (struct obs_res *o = O.list; o; o = o->next)
         if (o->reg_session == session)
             o->reg_session = NULL;
+}
+
+void south_observe_after_io(coap_context_t *ctx)
+{
+    /* Checked only while something is in flight: coap_can_exit() walks every session when
+     * the retransmission queue is empty. */
+    if (O.inflight && coap_can_exit(ctx))
+        settle(NULL, "queue-empty");
+}
+
+void south_observe_exit(void)
+{
+    O.exiting = true;
+    for (;;) {
+        struct msgq_item *it = NULL;
+        coap_session_t *session;
+
+        for (struct obs_res *o = O.list; o && !it; o = o->next)
+            it = o->inflight.head;
+        if (!it)
+            return;
+        session = it->sent_to;
+        /* NACKs what the device has not acknowledged (back to the queue, counted as lost
+         * below); the rest of the session's messages were acknowledged. */
+        coap_session_disconnected(session, COAP_NACK_NOT_DELIVERABLE);
+        settle(session, "exit");
     }
 }
 
@@ -722,7 +790,7 @@ static void on_sweep(struct loop_timer *t)
         for (it = o->inflight.head; it;) {
             struct msgq_item *next = it->next;
             if (it->sent_until_ms <= now)
-                msgq_item_free(msgq_remove(&o->inflight, it));
+                acknowledged(o, it, "timeout");
             it = next;
         }
     }
@@ -736,6 +804,7 @@ void south_observe_free(void)
     loop_timer_cancel(&O.sweep);
     while (o) {
         struct obs_res *next = o->next;
+        /* After south_observe_exit(), nothing acknowledged is left in flight. */
         if (o->queue.n || o->inflight.n)
             log_msg(LOG_WARNING, "south: %zu messages for device \"%s\" (route %s) lost at exit",
                     o->queue.n + o->inflight.n, o->device->name, o->route->name);

@@ -10,9 +10,9 @@ struct msgq_item {
     char *text;          /* the message (JSON), owned */
     char *id;            /* its id as JSON text ("1", "\"abc\""), or NULL; owned */
     uint64_t expires_ms; /* monotonic */
-    /* While in flight: where it went (compared, never dereferenced) and until when a NACK
-     * may still say it was not delivered. */
-    const void *sent_to;
+    /* While in flight: the session it went on (its user keeps the item no longer than the
+     * session), the message ID, and until when a NACK may still say it was not delivered. */
+    void *sent_to;
     int sent_mid;
     uint64_t sent_until_ms;
     struct msgq_item *next;

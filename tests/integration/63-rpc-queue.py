@@ -46,6 +46,9 @@ def test_rpcs_wait_for_the_next_observation_and_arrive_in_order(env):
         assert (first["id"], second["id"]) == (1, 2), (first, second)
         assert first == {"id": 1, "method": "setGpio", "params": {"pin": 1}}, first
         env.gw.wait_log('south: delivered route=q-rpc device="Device A" id=2 as=notification')
+        # coap-client acknowledged it, and libcoap has nothing else to retransmit: done
+        env.gw.wait_log('south: acknowledged route=q-rpc device="Device A" id=2 '
+                        'known=queue-empty')
         # delivered once: a third request is the next notification, not a repeat
         rpc(env, "Device A", 3)
         assert obs.wait_for(lambda d: True)["id"] == 3
@@ -196,8 +199,7 @@ def test_observe_1_and_rst_cancel_and_nothing_is_lost(env):
         mtype, code, _, _, opts, _ = dev.recv()
         assert code == "2.05" and OPT_OBSERVE not in opts, (code, opts)
         rpc(env, "Device A", 1)
-        env.gw.wait_log('south: queued for a device not observing route=q-rpc '
-                        'device="Device A" waiting=1')
+        env.gw.wait_log('south: queued route=q-rpc device="Device A" id=1 waiting=1')
         # registered again: the waiting RPC is the answer; the next one is a notification,
         # refused with RST
         tok = dev.send(CON, 1, path, extra=[(OPT_OBSERVE, b"")])
@@ -212,6 +214,103 @@ def test_observe_1_and_rst_cancel_and_nothing_is_lost(env):
         mtype, code, _, token, _, body = dev.recv()
         assert token == tok and json.loads(body)["id"] == 2, body
     finally:
+        dev.close()
+
+
+# Messages that outlive a device's session (expiry well beyond coap.session_timeout).
+LONG_QUEUE_ROUTE = QUEUE_ROUTE.replace("max: 2, expiry: 4", "max: 4, expiry: 120")
+SHORT_SESSIONS = "  session_timeout: 10\n"
+A_PATH, B_PATH = "/q/A1_TEST_TOKEN/rpc", "/q/B1_TEST_TOKEN/rpc"
+
+
+def observe(dev, path):
+    tok = dev.send(CON, 1, path, extra=[(OPT_OBSERVE, b"")])
+    mtype, code, _, token, opts, body = dev.recv()
+    assert (mtype, code, token, body) == (ACK, "2.05", tok, b"") and OPT_OBSERVE in opts, \
+        (mtype, code, body)
+    return tok
+
+
+def deregister(dev, path, tok):
+    dev.send(CON, 1, path, extra=[(OPT_OBSERVE, b"\x01")], token=tok)
+    mtype, code, _, token, opts, body = dev.recv()
+    assert (mtype, code, token) == (ACK, "2.05", tok) and OPT_OBSERVE not in opts, (code, opts)
+    assert body == b"", body
+
+
+def notification(dev, tok):
+    """The next CON notification on tok: (message ID, the RPC)."""
+    mtype, code, mid, token, opts, body = dev.recv()
+    assert (mtype, code, token) == (CON, "2.05", tok), (mtype, code, token)
+    return mid, json.loads(body)
+
+
+def busy_retransmitting(env, dev):
+    """Device B observes and never acknowledges its notification: libcoap keeps retransmitting
+    it (for over a minute with the default ack_timeout and max_retransmit), so the gateway
+    cannot learn of Device A's acknowledgement from an idle retransmission queue and has to
+    rely on Device A's session and on the exit."""
+    tok = observe(dev, B_PATH)
+    rpc(env, "Device B", 1)
+    assert notification(dev, tok)[1]["id"] == 1
+
+
+@with_env("rpcq-acked-session-end", extra=LONG_QUEUE_ROUTE, coap_extra=SHORT_SESSIONS)
+def test_an_acknowledged_rpc_is_not_delivered_again_after_its_session_ends(env):
+    """Issue 10: the notification's ACK made it done; the end of its session (idle for
+    coap.session_timeout once the device deregistered) must not put it back in the queue."""
+    dev_b, dev, probe = (SleepyDevice(env.port) for _ in range(3))
+    try:
+        busy_retransmitting(env, dev_b)
+        tok = observe(dev, A_PATH)
+        rpc(env, "Device A", 2)
+        mid, msg = notification(dev, tok)
+        assert msg["id"] == 2, msg
+        dev.sock.send(encode(ACK, 0, mid, b""))
+        deregister(dev, A_PATH, tok)
+        # Bounded poll until libcoap reaps the idle session (about 10 s): meanwhile, and after,
+        # a GET from another port takes whatever waits for Device A, which must be nothing.
+        done = 'south: acknowledged route=q-rpc device="Device A" id=2 known=session-end'
+        deadline = time.monotonic() + 30
+        while done not in env.gw.log_text():
+            assert time.monotonic() < deadline, "the session did not end within 30 s"
+            probe.send(CON, 1, A_PATH)
+            mtype, code, _, _, _, body = probe.recv()
+            assert (code, body) == ("2.05", b""), f"delivered again: {body!r}"
+            time.sleep(1)
+        # and the next registration, from a new session, gets nothing either
+        dev.close()
+        dev = SleepyDevice(env.port)
+        observe(dev, A_PATH)
+    finally:
+        for d in (dev_b, dev, probe):
+            d.close()
+
+
+@with_env("rpcq-exit-count", extra=LONG_QUEUE_ROUTE)
+def test_at_exit_only_rpcs_not_known_delivered_count_as_lost(env):
+    """Issue 10: at exit, an RPC whose notification the device acknowledged is not 'lost';
+    one still waiting, and one whose notification was never acknowledged, are."""
+    dev_b, dev = SleepyDevice(env.port), SleepyDevice(env.port)
+    try:
+        busy_retransmitting(env, dev_b)  # Device B's RPC: sent, not acknowledged
+        tok = observe(dev, A_PATH)
+        rpc(env, "Device A", 2)
+        mid, msg = notification(dev, tok)
+        assert msg["id"] == 2, msg
+        dev.sock.send(encode(ACK, 0, mid, b""))
+        # the answer to the deregistration comes after the gateway has read the ACK
+        deregister(dev, A_PATH, tok)
+        rpc(env, "Device A", 3)  # nobody observes: it waits
+        env.gw.wait_log('south: queued route=q-rpc device="Device A" id=3 waiting=1')
+        env.gw.stop()
+        log = env.gw.log_text()
+        assert 'south: 1 messages for device "Device A" (route q-rpc) lost at exit' in log, \
+            [l for l in log.splitlines() if "lost at exit" in l]
+        assert 'south: 1 messages for device "Device B" (route q-rpc) lost at exit' in log, \
+            [l for l in log.splitlines() if "lost at exit" in l]
+    finally:
+        dev_b.close()
         dev.close()
 
 
