@@ -140,6 +140,13 @@ static int fail(struct south_upload_step *st, unsigned code, const char *diag)
     return SOUTH_UPLOAD_ERROR;
 }
 
+/* No room now: 5.03, with the time after which the oldest upload has surely gone. */
+static int busy(struct south_upload_step *st)
+{
+    st->max_age = (unsigned)(U.lim.idle_ms / 1000u) + 1u;
+    return fail(st, 503, "too many block-wise uploads in progress");
+}
+
 /* Room for len more bytes in u, within the body limit and the total. */
 static int grow(struct south_upload *u, size_t len)
 {
@@ -172,8 +179,7 @@ static int start(const struct south_upload_block *b, struct south_upload_step *s
     if (U.count > 0)
         expire(now);
     if (count_of(b->session) >= U.lim.max_per_peer || U.count >= U.lim.max_uploads) {
-        st->max_age = (unsigned)(U.lim.idle_ms / 1000u) + 1u;
-        return fail(st, 503, "too many block-wise uploads in progress");
+        return busy(st);
     }
     u = calloc(1, sizeof(*u));
     if (!u || !(u->key = malloc(b->key_len ? b->key_len : 1))) {
@@ -190,8 +196,7 @@ static int start(const struct south_upload_block *b, struct south_upload_step *s
     U.count++;
     if (grow(u, b->len) < 0) {
         release(u);
-        st->max_age = (unsigned)(U.lim.idle_ms / 1000u) + 1u;
-        return fail(st, 503, "too many block-wise uploads in progress");
+        return busy(st);
     }
     if (b->len)
         memcpy(u->body, b->data, b->len);
@@ -256,8 +261,7 @@ int south_upload_block(const struct south_upload_block *b, struct south_upload_s
     }
     if (grow(u, b->len) < 0) {
         release(u);
-        st->max_age = (unsigned)(U.lim.idle_ms / 1000u) + 1u;
-        return fail(st, 503, "too many block-wise uploads in progress");
+        return busy(st);
     }
     if (b->len)
         memcpy(u->body + u->len, b->data, b->len);
