@@ -301,13 +301,13 @@ static int take_block(coap_session_t *session, const coap_pdu_t *request,
         step->len = len;
         return SOUTH_UPLOAD_DONE;
     }
-    /* libcoap's coap_get_block_b() refuses SZX 7 on UDP: decode it here to say why. */
-    v = coap_decode_var_bytes(coap_opt_value(opt), coap_opt_length(opt));
     if (coap_opt_length(opt) > 3) {
         step->code = 402;
         step->diag = "Block1 option longer than 3 bytes";
         return SOUTH_UPLOAD_ERROR;
     }
+    /* libcoap's coap_get_block_b() refuses SZX 7 on UDP: decode it here to say why. */
+    v = coap_decode_var_bytes(coap_opt_value(opt), coap_opt_length(opt));
     b.num = v >> 4;
     b.more = (v >> 3) & 1;
     b.szx = v & 7;
@@ -425,7 +425,7 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
         if (!step.logged)
             log_msg_limited(&uplink_rejected_log, LOG_INFO,
                             "south: rejected peer=%s code=%u.%02u reason=\"%s\"", peer,
-                    step.code / 100, step.code % 100, step.diag);
+                            step.code / 100, step.code % 100, step.diag);
         answer_block_error(response, &step);
         south_dedup_store(peer, (uint16_t)mid, step.code, step.max_age);
         return;
@@ -436,10 +436,11 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     req.len = step.len;
     uplink_handle(&req, &res);
     south_upload_done(step.upload);
-    if (res.dev && res.code / 100 == 2)
-        south_session_trust(session);
     if (res.dev) {
         const coap_address_t *a = coap_session_get_addr_remote(session);
+
+        if (res.code / 100 == 2)
+            south_session_trust(session);
         if (a->size <= sizeof(res.dev->last_addr)) {
             memcpy(&res.dev->last_addr, &a->addr, a->size);
             res.dev->last_addr_len = a->size;
