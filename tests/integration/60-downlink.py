@@ -108,26 +108,36 @@ def test_seed_rpc_round_trip(env):
         shutil.rmtree(d)
 
 
-@with_env("down-cbor")
-def test_cbor_observer_gets_cbor(env):
-    need("coap")
-    out_file = os.path.join(env.tdir.path, "obs.out")
-    # libcoap's client asks for CBOR with -A 60 and prints the bytes it gets
+def cbor_observer(env, out_file):
+    """libcoap's client observing Device A's attributes, asking for CBOR with -A 60 and writing
+    the bytes it gets to out_file; returned once its first answer is there."""
     obs = subprocess.Popen([coap_client_bin(), "-m", "get", "-A", "60", "-s", "15", "-B", "15",
                             "-o", out_file,
                             f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_bytes(out_file, b"", "no first answer")
+    return obs
+
+
+def wait_bytes(out_file, want, what):
+    """Until out_file (written by a client) holds want (b"": anything at all)."""
+    deadline = time.monotonic() + 10
+    while True:
+        got = open(out_file, "rb").read() if os.path.exists(out_file) else b""
+        if got and want in got:
+            return got
+        assert time.monotonic() < deadline, f"{what}: {got!r}"
+        time.sleep(0.05)  # polling a file the client writes, not a synchronisation sleep
+
+
+@with_env("down-cbor")
+def test_cbor_observer_gets_cbor(env):
+    need("coap")
+    out_file = os.path.join(env.tdir.path, "obs.out")
+    obs = cbor_observer(env, out_file)
     try:
-        deadline = time.monotonic() + 10
-        while not (os.path.exists(out_file) and os.path.getsize(out_file) > 0):
-            assert time.monotonic() < deadline, "no first answer"
-            time.sleep(0.05)  # polling a file the client writes, not a synchronisation sleep
         env.broker.publish("v1/gateway/attributes", '{"device":"Device A","data":{"a":1}}')
-        want = bytes.fromhex("a1616101")  # {"a":1} in CBOR
-        deadline = time.monotonic() + 10
-        while want not in open(out_file, "rb").read():
-            assert time.monotonic() < deadline, open(out_file, "rb").read()
-            time.sleep(0.05)
+        wait_bytes(out_file, bytes.fromhex("a1616101"), "no CBOR {\"a\":1}")
     finally:
         obs.terminate()
         obs.wait(5)
@@ -139,25 +149,14 @@ def test_a_push_with_a_number_out_of_range_is_refused(env):
     infinity the gateway's own CBOR reader refuses. It is refused (logged) for every
     observer, and the next push arrives as usual."""
     out_file = os.path.join(env.tdir.path, "obs.out")
-    obs = subprocess.Popen([coap_client_bin(), "-m", "get", "-A", "60", "-s", "15", "-B", "15",
-                            "-o", out_file,
-                            f"coap://127.0.0.1:{env.port}/api/v1/A1_TEST_TOKEN/attributes"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    obs = cbor_observer(env, out_file)
     try:
-        deadline = time.monotonic() + 10
-        while not (os.path.exists(out_file) and os.path.getsize(out_file) > 0):
-            assert time.monotonic() < deadline, "no first answer"
-            time.sleep(0.05)  # polling a file the client writes, not a synchronisation sleep
         env.broker.publish("v1/gateway/attributes", '{"device":"Device A","data":{"a":1e999}}')
         env.gw.wait_log('south: message refused route=tb-attributes-observe device="-" '
                         'bytes=40 reason="number out of range at offset 33: 1e999 is beyond '
                         'a 64-bit float"')
         env.broker.publish("v1/gateway/attributes", '{"device":"Device A","data":{"a":2}}')
-        deadline = time.monotonic() + 10
-        while bytes.fromhex("a1616102") not in open(out_file, "rb").read():  # {"a":2}
-            assert time.monotonic() < deadline, open(out_file, "rb").read()
-            time.sleep(0.05)
-        got = open(out_file, "rb").read()
+        got = wait_bytes(out_file, bytes.fromhex("a1616102"), "no CBOR {\"a\":2}")
         for inf in ("f97c00", "fa7f800000", "fb7ff0000000000000"):  # +inf, any width
             assert bytes.fromhex(inf) not in got, got.hex()
     finally:
