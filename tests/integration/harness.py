@@ -587,10 +587,16 @@ class Observer:
 
 
 def run(args, input=None, timeout=20, env=None, cwd=None):
+    """A tool run to its end; one that outlives timeout fails with what it printed so far."""
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run(args, input=input, capture_output=True, timeout=timeout, env=e,
-                          cwd=cwd)
+    try:
+        return subprocess.run(args, input=input, capture_output=True, timeout=timeout, env=e,
+                              cwd=cwd)
+    except subprocess.TimeoutExpired as t:
+        out = ((t.stdout or b"") + (t.stderr or b"")).decode(errors="replace")
+        raise AssertionError(f"{args[0]} still running after {timeout} s; it printed:\n"
+                             f"{out[-4000:]}") from None
 
 
 def coap_client_start(*args):
