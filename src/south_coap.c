@@ -427,7 +427,8 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
                             "south: rejected peer=%s code=%u.%02u reason=\"%s\"", peer,
                             step.code / 100, step.code % 100, step.diag);
         answer_block_error(response, &step);
-        south_dedup_store(peer, (uint16_t)mid, step.code, step.max_age);
+        south_dedup_store(peer, (uint16_t)mid, step.code, step.max_age,
+                          !south_session_trusted(session));
         return;
     default:
         break;
@@ -456,7 +457,8 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
         stats_count(STATS_REFUSED, res.route);
     else if (res.code / 100 == 4)
         stats_count(STATS_REJECTED, res.route);
-    south_dedup_store(peer, (uint16_t)mid, res.code, res.max_age);
+    south_dedup_store(peer, (uint16_t)mid, res.code, res.max_age,
+                      !south_session_trusted(session));
     if (res.pending) {
         /* Taken: the spool or the request owns the waiter now. An empty ACK goes out; the
          * answer follows. */

@@ -13,9 +13,11 @@
 /* Entries are evicted oldest first, never by a hash collision: with a direct-mapped table
  * two live exchanges that hash alike forget one another, and a retransmission of the
  * forgotten one is published twice (seen under 20 % loss). 16,384 exchanges cover
- * EXCHANGE_LIFETIME up to 66 requests/s; above that the oldest go early (docs/DESIGN.md). */
+ * EXCHANGE_LIFETIME up to 66 requests/s; above that the oldest go early (docs/DESIGN.md).
+ * Answers to peers not (yet) trusted go to a small ring of their own: a flood of refusals
+ * must neither push the devices' exchanges out early nor touch the big table's pages. */
 #define DEDUP_ENTRIES 16384
-#define DEDUP_BUCKETS 8192
+#define DEDUP_STRANGER_ENTRIES 1024
 #define EXCHANGE_LIFETIME_MS 247000u /* RFC 7252 4.8.2 with the default parameters */
 #define NONE UINT16_MAX
 
@@ -29,93 +31,125 @@ struct dedup_entry {
     char peer[64]; /* "[v6 address]:port" fits */
 };
 
-static struct {
-    struct dedup_entry *entries; /* a ring: head is the next to (re)use, the oldest */
+struct dedup_ring {
+    struct dedup_entry *entries; /* head is the next to (re)use, the oldest */
     uint16_t *buckets;           /* first entry of each chain, NONE when empty */
-    size_t head;
-} D;
+    size_t size, n_buckets, head;
+};
 
-static uint16_t bucket_of(const char *peer, uint16_t mid)
+static struct dedup_ring dedup_devices, dedup_strangers;
+
+static uint16_t bucket_of(const struct dedup_ring *r, const char *peer, uint16_t mid)
 {
     uint32_t h = 2166136261u;
 
     for (const char *p = peer; *p; p++)
         h = (h ^ (unsigned char)*p) * 16777619u;
     h = (h ^ mid) * 16777619u;
-    return (uint16_t)(h % DEDUP_BUCKETS);
+    return (uint16_t)(h % r->n_buckets);
+}
+
+static int ring_init(struct dedup_ring *r, size_t size)
+{
+    r->size = size;
+    r->n_buckets = size / 2;
+    r->head = 0;
+    r->entries = calloc(size, sizeof(*r->entries));
+    r->buckets = malloc(r->n_buckets * sizeof(*r->buckets));
+    if (!r->entries || !r->buckets)
+        return -1;
+    for (size_t i = 0; i < r->n_buckets; i++)
+        r->buckets[i] = NONE;
+    return 0;
+}
+
+static void ring_free(struct dedup_ring *r)
+{
+    free(r->entries);
+    free(r->buckets);
+    memset(r, 0, sizeof(*r));
 }
 
 int south_dedup_init(void)
 {
-    D.entries = calloc(DEDUP_ENTRIES, sizeof(*D.entries));
-    D.buckets = malloc(DEDUP_BUCKETS * sizeof(*D.buckets));
-    D.head = 0;
-    if (!D.entries || !D.buckets) {
+    if (ring_init(&dedup_devices, DEDUP_ENTRIES) < 0 ||
+        ring_init(&dedup_strangers, DEDUP_STRANGER_ENTRIES) < 0) {
         south_dedup_free();
         return -1;
     }
-    for (size_t i = 0; i < DEDUP_BUCKETS; i++)
-        D.buckets[i] = NONE;
     return 0;
 }
 
 void south_dedup_free(void)
 {
-    free(D.entries);
-    free(D.buckets);
-    memset(&D, 0, sizeof(D));
+    ring_free(&dedup_devices);
+    ring_free(&dedup_strangers);
 }
 
-static struct dedup_entry *find(const char *peer, uint16_t mid)
+static struct dedup_entry *find(struct dedup_ring *r, const char *peer, uint16_t mid)
 {
-    for (uint16_t i = D.buckets[bucket_of(peer, mid)]; i != NONE; i = D.entries[i].next) {
-        struct dedup_entry *e = &D.entries[i];
+    for (uint16_t i = r->buckets[bucket_of(r, peer, mid)]; i != NONE; i = r->entries[i].next) {
+        struct dedup_entry *e = &r->entries[i];
         if (e->mid == mid && strcmp(e->peer, peer) == 0)
             return e;
     }
     return NULL;
 }
 
+static bool live(const struct dedup_entry *e)
+{
+    return e && e->expires_ms >= loop_now_ms();
+}
+
 bool south_dedup_find(const char *peer, uint16_t mid, unsigned *code, unsigned *max_age)
 {
-    struct dedup_entry *e = find(peer, mid);
+    struct dedup_entry *e = find(&dedup_devices, peer, mid);
 
-    if (!e || e->expires_ms < loop_now_ms())
+    if (!live(e))
+        e = find(&dedup_strangers, peer, mid);
+    if (!live(e))
         return false;
     *code = e->code;
     *max_age = e->max_age;
     return true;
 }
 
-static void unlink_entry(uint16_t idx)
+static void unlink_entry(struct dedup_ring *r, uint16_t idx)
 {
-    struct dedup_entry *e = &D.entries[idx];
+    struct dedup_entry *e = &r->entries[idx];
 
-    for (uint16_t *pp = &D.buckets[e->bucket]; *pp != NONE; pp = &D.entries[*pp].next)
+    for (uint16_t *pp = &r->buckets[e->bucket]; *pp != NONE; pp = &r->entries[*pp].next)
         if (*pp == idx) {
             *pp = e->next;
             return;
         }
 }
 
-void south_dedup_store(const char *peer, uint16_t mid, unsigned code, unsigned max_age)
+static struct dedup_entry *take_oldest(struct dedup_ring *r, const char *peer, uint16_t mid)
 {
-    struct dedup_entry *e = find(peer, mid);
-    uint16_t idx;
+    uint16_t idx = (uint16_t)r->head;
+    struct dedup_entry *e = &r->entries[idx];
 
-    if (!e) {
-        idx = (uint16_t)D.head;
-        D.head = (D.head + 1) % DEDUP_ENTRIES;
-        e = &D.entries[idx];
-        if (e->expires_ms)
-            unlink_entry(idx);
-        strncpy(e->peer, peer, sizeof(e->peer) - 1);
-        e->peer[sizeof(e->peer) - 1] = '\0';
-        e->mid = mid;
-        e->bucket = bucket_of(e->peer, mid);
-        e->next = D.buckets[e->bucket];
-        D.buckets[e->bucket] = idx;
-    }
+    r->head = (r->head + 1) % r->size;
+    if (e->expires_ms)
+        unlink_entry(r, idx);
+    strncpy(e->peer, peer, sizeof(e->peer) - 1);
+    e->peer[sizeof(e->peer) - 1] = '\0';
+    e->mid = mid;
+    e->bucket = bucket_of(r, e->peer, mid);
+    e->next = r->buckets[e->bucket];
+    r->buckets[e->bucket] = idx;
+    return e;
+}
+
+void south_dedup_store(const char *peer, uint16_t mid, unsigned code, unsigned max_age,
+                       bool stranger)
+{
+    struct dedup_ring *r = stranger ? &dedup_strangers : &dedup_devices;
+    struct dedup_entry *e = find(r, peer, mid);
+
+    if (!e)
+        e = take_oldest(r, peer, mid);
     e->expires_ms = loop_now_ms() + EXCHANGE_LIFETIME_MS;
     e->code = (uint16_t)code;
     e->max_age = max_age;

@@ -119,6 +119,8 @@ void south_upload_session_gone(const void *session);
 int south_dedup_init(void);
 void south_dedup_free(void);
 bool south_dedup_find(const char *peer, uint16_t mid, unsigned *code, unsigned *max_age);
-void south_dedup_store(const char *peer, uint16_t mid, unsigned code, unsigned max_age);
+/* stranger: the answer went to a session not trusted (kept apart, in a small ring). */
+void south_dedup_store(const char *peer, uint16_t mid, unsigned code, unsigned max_age,
+                       bool stranger);
 
 #endif

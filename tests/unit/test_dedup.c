@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Duplicate suppression: every exchange is remembered until DEDUP_ENTRIES newer ones. */
+/* Duplicate suppression: every exchange is remembered until DEDUP_ENTRIES newer ones of its kind
+ * (device or stranger). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,7 +39,7 @@ static void test_no_live_exchange_is_forgotten(void **state)
     (void)state;
     for (unsigned i = 0; i < 16384; i++) {
         peer_of(peer, sizeof(peer), i % 600);
-        south_dedup_store(peer, (uint16_t)(i / 600 * 7), 204 + i % 2, i);
+        south_dedup_store(peer, (uint16_t)(i / 600 * 7), 204 + i % 2, i, false);
     }
     for (unsigned i = 0; i < 16384; i++) {
         peer_of(peer, sizeof(peer), i % 600);
@@ -61,15 +62,40 @@ static void test_oldest_goes_first(void **state)
 
     (void)state;
     peer_of(peer, sizeof(peer), 1);
-    south_dedup_store(peer, 1, 204, 0);
-    south_dedup_store(peer, 1, 503, 30); /* same exchange: no second entry */
+    south_dedup_store(peer, 1, 204, 0, false);
+    south_dedup_store(peer, 1, 503, 30, false); /* same exchange: no second entry */
     for (unsigned i = 0; i < 16383; i++)
-        south_dedup_store("[::1]:5683", (uint16_t)i, 204, 0);
+        south_dedup_store("[::1]:5683", (uint16_t)i, 204, 0, false);
     assert_true(south_dedup_find(peer, 1, &code, &max_age));
     assert_int_equal(code, 503);
-    south_dedup_store("[::1]:5684", 1, 204, 0);
+    south_dedup_store("[::1]:5684", 1, 204, 0, false);
     assert_false(south_dedup_find(peer, 1, &code, &max_age));
     assert_true(south_dedup_find("[::1]:5683", 0, &code, &max_age));
+}
+
+/* Refusals to strangers live in their own ring: 20,000 of them within EXCHANGE_LIFETIME leave
+ * every device exchange in place, and the newest 1,024 are still answered the same. */
+static void test_strangers_never_push_devices_out(void **state)
+{
+    char peer[64];
+    unsigned code, max_age;
+
+    (void)state;
+    for (unsigned i = 0; i < 16384; i++) {
+        peer_of(peer, sizeof(peer), i % 600);
+        south_dedup_store(peer, (uint16_t)(i / 600), 204, 0, false);
+    }
+    for (unsigned i = 0; i < 20000; i++)
+        south_dedup_store("[2001:db8::bad]:40000", (uint16_t)i, 401, 0, true);
+    for (unsigned i = 0; i < 16384; i++) {
+        peer_of(peer, sizeof(peer), i % 600);
+        assert_true(south_dedup_find(peer, (uint16_t)(i / 600), &code, &max_age));
+        assert_int_equal(code, 204);
+    }
+    assert_true(south_dedup_find("[2001:db8::bad]:40000", 19999, &code, &max_age));
+    assert_int_equal(code, 401);
+    assert_true(south_dedup_find("[2001:db8::bad]:40000", 20000 - 1024, &code, &max_age));
+    assert_false(south_dedup_find("[2001:db8::bad]:40000", 20000 - 1025, &code, &max_age));
 }
 
 int main(void)
@@ -77,6 +103,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_no_live_exchange_is_forgotten, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oldest_goes_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_strangers_never_push_devices_out, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
