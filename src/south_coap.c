@@ -619,7 +619,7 @@ int south_init(const struct conf *conf)
         /* RFC 7252 4.8.2 MAX_TRANSMIT_SPAN: how long a device may retransmit the next
          * block, and one ACK_TIMEOUT more. */
         .idle_ms = (uint64_t)conf->coap.ack_timeout * 1000u *
-                       (((1u << conf->coap.max_retransmit) - 1u) * 3u / 2u + 1u),
+                       (((1u << conf->coap.max_retransmit) - 1u) * 3u + 2u) / 2u,
     });
     south_session_init(S.ctx, &conf->coap);
     coap_context_set_max_handshake_sessions(S.ctx, conf->coap.max_sessions < 100

@@ -15,7 +15,7 @@ from harness import main, with_env
 OPT_URI_PATH, OPT_CF, OPT_BLOCK1, OPT_SIZE1, OPT_BLOCK2 = 11, 12, 27, 60, 23
 POST, GET = 2, 1
 # Short retransmission parameters: an abandoned upload is dropped after MAX_TRANSMIT_SPAN
-# + ACK_TIMEOUT = 5 s instead of 47 s.
+# + ACK_TIMEOUT = 5.5 s instead of 47 s.
 FAST = "  ack_timeout: 1\n  max_retransmit: 2\n"
 # How many random sequences, and for how long at most (the sanitizer build is slower).
 SEQUENCES = int(os.environ.get("C2M_HOSTILE_SEQUENCES", "200000"))
