@@ -11,17 +11,16 @@
  */
 #include <inttypes.h>
 #include <stdbool.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <coap3/coap.h>
 
 #include "bench_clock.h"
+#include "tool_coap.h"
 
 struct dev {
     coap_session_t *s;
@@ -144,10 +143,8 @@ static int start_device(coap_context_t *ctx, const coap_address_t *dst, int i,
 int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1", *port = "5684", *id_prefix = "d", *key_prefix = "key";
-    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *ai = NULL;
     coap_address_t dst;
     coap_context_t *ctx;
-    struct rlimit rl;
     double t0, t_up = 0, t_end, limit_s = 120;
     uint64_t answered_at_up = 0;
     int opt, started = 0, max_handshakes = 50;
@@ -173,20 +170,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (L.n < 1 || !L.per_device || max_handshakes < 1 || getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+    if (L.n < 1 || !L.per_device || max_handshakes < 1)
         return 2;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    coap_startup();
-    coap_set_log_level(LOG_EMERG);
-    coap_dtls_set_log_level(LOG_EMERG);
-    coap_address_init(&dst);
-    dst.size = ai->ai_addrlen;
-    memcpy(&dst.addr, ai->ai_addr, ai->ai_addrlen);
-    freeaddrinfo(ai);
-    ctx = coap_new_context(NULL);
+    tool_raise_nofile();
+    ctx = tool_coap_context(host, port, &dst);
     L.devs = calloc((size_t)L.n, sizeof(*L.devs));
     if (!ctx || !L.devs)
         return 1;

@@ -10,7 +10,6 @@
  * failed is replaced (counted), so a lost session shows in the totals, not as a hang.
  */
 #include <inttypes.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,6 +20,7 @@
 #include <coap3/coap.h>
 
 #include "bench_clock.h"
+#include "tool_coap.h"
 
 static struct {
     coap_session_t *s;
@@ -157,7 +157,6 @@ static int on_event(coap_session_t *s, const coap_event_t e)
 int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1", *port = "5683";
-    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *ai = NULL;
     coap_address_t dst;
     coap_context_t *ctx;
     double t0, limit_s = 300, interval_s = 0.05;
@@ -182,17 +181,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if ((P.ident && !P.key) || P.ack_timeout < 0.1 || getaddrinfo(host, port, &hints, &ai) != 0 ||
-        !ai)
+    if ((P.ident && !P.key) || P.ack_timeout < 0.1)
         return 2;
-    coap_startup();
-    coap_set_log_level(LOG_EMERG);
-    coap_dtls_set_log_level(LOG_EMERG);
-    coap_address_init(&dst);
-    dst.size = ai->ai_addrlen;
-    memcpy(&dst.addr, ai->ai_addr, ai->ai_addrlen);
-    freeaddrinfo(ai);
-    ctx = coap_new_context(NULL);
+    ctx = tool_coap_context(host, port, &dst);
     if (!ctx)
         return 1;
     coap_register_response_handler(ctx, on_response);

@@ -9,17 +9,16 @@
  * cookie exchange, ClientKeyExchange with the unknown identity. Prints one JSON line.
  */
 #include <inttypes.h>
-#include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <coap3/coap.h>
 
 #include "bench_clock.h"
+#include "tool_coap.h"
 
 struct slot {
     coap_session_t *s;
@@ -48,11 +47,9 @@ static int on_event(coap_session_t *s, const coap_event_t e)
 int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1", *port = "5684", *ident = "bad", *key = "bad";
-    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *ai = NULL;
     coap_address_t dst;
     coap_context_t *ctx;
     coap_dtls_cpsk_t psk;
-    struct rlimit rl;
     struct slot *slots;
     double t0, t_end, limit_s = 10, wait_s = 2, rate = 0;
     uint64_t total = 3000, started = 0, failed_to_start = 0;
@@ -75,20 +72,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (conc < 1 || getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+    if (conc < 1)
         return 2;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    coap_startup();
-    coap_set_log_level(LOG_EMERG);
-    coap_dtls_set_log_level(LOG_EMERG);
-    coap_address_init(&dst);
-    dst.size = ai->ai_addrlen;
-    memcpy(&dst.addr, ai->ai_addr, ai->ai_addrlen);
-    freeaddrinfo(ai);
-    ctx = coap_new_context(NULL);
+    tool_raise_nofile();
+    ctx = tool_coap_context(host, port, &dst);
     slots = calloc((size_t)conc, sizeof(*slots));
     if (!ctx || !slots)
         return 1;
