@@ -255,13 +255,14 @@ static int parse_attributes(struct conf_loader *ld, yaml_node_t *v, void *obj)
 static int check_address(struct conf_loader *ld, yaml_node_t *v, const struct conf_key *c,
                          void *obj)
 {
-    const char *a = ((struct conf_device *)obj)->address;
-    const char *rest = !strncmp(a, "coap://", 7) ? a + 7 : !strncmp(a, "coaps://", 8) ? a + 8
-                                                                                       : NULL;
+    const char *a = ((struct conf_device *)obj)->address, *rest;
     char host[64];
     unsigned port;
 
     (void)c;
+    if (!a)
+        return 0; /* "": no address (CONF_F_EMPTY_NULL) */
+    rest = !strncmp(a, "coap://", 7) ? a + 7 : !strncmp(a, "coaps://", 8) ? a + 8 : NULL;
     if (!rest || (rest[0] == '[' ? sscanf(rest, "[%63[0-9a-fA-F:.]]:%u", host, &port)
                                  : sscanf(rest, "%63[0-9.]:%u", host, &port)) != 2 ||
         port == 0 || port > 65535)

@@ -6,9 +6,8 @@ import os
 import re
 import time
 
-from harness import coap_client_start, coap_request, main, need, run, with_env
-
-NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
+from harness import (NODE_DIR, coap_client_start, coap_request, main, need_node_module, run,
+                     with_env)
 
 
 def body_of(size):
@@ -126,20 +125,12 @@ def test_concurrent_uploads_from_two_clients(env):
     assert sub.marker() == []
 
 
-def node_install():
-    need("node", "npm")
-    if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "coap")):
-        r = run(["npm", "install", "--prefix", NODE_DIR, "--no-audit", "--no-fund"],
-                cwd=NODE_DIR, timeout=180)
-        assert r.returncode == 0, (r.stdout + r.stderr).decode()
-
-
 @with_env("block-no-size1")
 def test_block1_without_size1_is_taken_whole(env):
     """RFC 7959 allows Block1 without Size1 (node-coap sends none): the gateway reassembles
     it itself, so the whole body is published once (libcoap 4.3.1's own reassembly handed
     over the first block only)."""
-    node_install()
+    need_node_module("coap")
     sub = env.sub("raw/#")
     r = run(["node", os.path.join(NODE_DIR, "block1-no-size1.js"),
              env.url("/raw/A1_TEST_TOKEN/big"), "4000"], timeout=60)

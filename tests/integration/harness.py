@@ -40,6 +40,18 @@ def need(*tools):
             raise Skip(f"missing tool: {t}")
 
 
+NODE_DIR = os.path.join(SRCDIR, "tests", "integration", "node")
+
+
+def need_node_module(name):
+    """An npm package of tests/integration/node: scripts/setup-deps installs them from the
+    lock file (a test never installs anything itself)."""
+    need("node")
+    if not os.path.isfile(os.path.join(NODE_DIR, "node_modules", name, "package.json")):
+        raise Skip(f"missing npm package '{name}' in tests/integration/node/node_modules: "
+                   "run scripts/setup-deps")
+
+
 def coap_client_bin():
     for name in ("coap-client", "coap-client-openssl", "coap-client-gnutls"):
         if shutil.which(name):
