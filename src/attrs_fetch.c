@@ -26,7 +26,7 @@ struct fetch {
     char *device, *client_keys, *shared_keys;
     unsigned id[2];              /* per scope, 0 when that scope is not asked */
     struct json_object *keys[2]; /* what was asked, per scope */
-    void *waiter;
+    struct answer_later *waiter;
 };
 
 static struct {
@@ -186,7 +186,8 @@ static int ask(struct fetch *f, int scope)
 }
 
 int attrs_fetch_start(const struct conf_route *route, const char *device,
-                      const char *client_keys, const char *shared_keys, void *waiter)
+                      const char *client_keys, const char *shared_keys,
+                      struct answer_later *waiter)
 {
     uint64_t now = loop_now_ms();
     struct fetch *f;

@@ -54,7 +54,7 @@ static void on_hup(int signo)
 
 /* Every reading goes through the spool; north drains it as the broker allows. */
 static int publish_spooled(void *ctx, const char *topic, const uint8_t *payload, size_t len,
-                           int qos, bool retain, void *waiter)
+                           int qos, bool retain, struct answer_later *waiter)
 {
     uint64_t seq;
     int rc;
@@ -116,7 +116,7 @@ static int run(const struct conf *conf)
         rc = uplink_init(conf, routes, &ops);
     if (rc == 0)
         rc = north_init(conf, on_north_connected, NULL);
-    north_set_acked(south_acked);
+    north_set_acked(south_answer_acked);
     if (rc == 0)
         rc = south_init(conf);
     if (rc == 0) {
@@ -125,9 +125,9 @@ static int run(const struct conf *conf)
         rc = north_subscribe(filters, n_filters, south_observe_message);
     }
     if (rc == 0)
-        rc = request_init(conf, south_answer, south_pending_free);
+        rc = request_init(conf, south_answer_give, south_answer_free);
     if (rc == 0)
-        rc = attrs_fetch_init(conf, south_answer, south_pending_free);
+        rc = attrs_fetch_init(conf, south_answer_give, south_answer_free);
     if (rc == 0) {
         log_msg(LOG_NOTICE, "main: ready gateway=%s listeners=%zu routes=%zu devices=%zu",
                 conf->gateway_name, conf->coap.n_listeners, conf->n_routes, conf->n_devices);
@@ -140,7 +140,7 @@ static int run(const struct conf *conf)
     loop_drain_jobs();
     request_free();
     attrs_fetch_free();
-    spool_close(south_pending_free);
+    spool_close(south_answer_free);
     south_free();
     north_free();
     stats_free();

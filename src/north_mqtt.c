@@ -174,7 +174,7 @@ static void job_acked(void *arg)
 {
     uint64_t seq = (uint64_t)(uintptr_t)arg;
     bool found;
-    void *waiter = spool_ack(seq, &found);
+    struct answer_later *waiter = spool_ack(seq, &found);
 
     if (found) {
         N.count.acked++;

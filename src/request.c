@@ -24,7 +24,7 @@ struct pending {
     const struct conf_route *route;
     char *reply_topic;
     char *device;
-    void *waiter;
+    struct answer_later *waiter;
 };
 
 static struct {
@@ -127,7 +127,7 @@ int request_init(const struct conf *conf, request_answer_fn answer, request_drop
 
 int request_send(void *ctx, const struct conf_route *route, const char *device,
                  const char *topic, const uint8_t *payload, size_t len, const char *reply_topic,
-                 const char *request_id, void *waiter)
+                 const char *request_id, struct answer_later *waiter)
 {
     struct pending *p;
     int rc;

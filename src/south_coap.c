@@ -7,10 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
 #include "coap2mqtt/attrs.h"
-#include "coap2mqtt/buf.h"
 #include "coap2mqtt/codec.h"
 #include "coap2mqtt/device.h"
 #include "coap2mqtt/log.h"
@@ -34,178 +31,17 @@ static struct {
     struct loop_timer tick;
 } S;
 
-/* A request whose answer comes later: after the broker's acknowledgement (ack: broker; the
- * spool holds this as the reading's waiter) or with a reply from MQTT (request routes). libcoap
- * holds the exchange as an async entry: a CON device got an empty ACK and waits for the
- * separate response. */
-struct south_pending {
-    coap_session_t *session; /* referenced while we wait */
-    uint8_t token[8];
-    size_t token_len;
-    bool accept_cbor; /* the device asked for CBOR (Accept) */
-    unsigned code;
-    uint8_t *body; /* the answer's body, NULL when none */
-    size_t len;
-    /* Triggered, waiting for libcoap to run the handler: libcoap's async entry holds it
-     * and cannot release it, so south_free() must. */
-    struct south_pending *prev, *next;
-};
-
-static struct south_pending *triggered;
-
-/* What a waiter is made from (uplink_req.waiter_new). */
-struct pending_origin {
+/* What an answer that comes later is made from (uplink_req.waiter_new). */
+struct answer_origin {
     coap_session_t *session;
     const coap_pdu_t *request;
 };
 
-static void *pending_new(const void *ctx)
+static struct answer_later *answer_new(const void *ctx)
 {
-    const struct pending_origin *o = ctx;
-    struct south_pending *p = calloc(1, sizeof(*p));
-    coap_bin_const_t tok = coap_pdu_get_token(o->request);
-    coap_opt_iterator_t it;
-    coap_opt_t *accept = coap_check_option(o->request, COAP_OPTION_ACCEPT, &it);
+    const struct answer_origin *o = ctx;
 
-    if (!p)
-        return NULL;
-    p->session = coap_session_reference(o->session);
-    p->token_len = tok.length <= sizeof(p->token) ? tok.length : sizeof(p->token);
-    memcpy(p->token, tok.s, p->token_len);
-    p->accept_cbor = accept && coap_decode_var_bytes(coap_opt_value(accept),
-                                                     coap_opt_length(accept)) == CODEC_CF_CBOR;
-    return p;
-}
-
-void south_pending_free(void *waiter)
-{
-    struct south_pending *p = waiter;
-
-    if (!p)
-        return;
-    coap_session_release(p->session);
-    free(p->body);
-    free(p);
-}
-
-/* Let libcoap run the handler again for the separate answer, if the exchange is still there. */
-static void trigger(struct south_pending *p)
-{
-    coap_bin_const_t tok = {p->token_len, p->token};
-    coap_async_t *async = coap_find_async(p->session, tok);
-
-    if (!async) {
-        /* The session went away meanwhile: nobody is left to answer. */
-        south_pending_free(p);
-        return;
-    }
-    coap_async_set_app_data(async, p);
-    coap_async_trigger(async);
-    p->prev = NULL;
-    p->next = triggered;
-    if (triggered)
-        triggered->prev = p;
-    triggered = p;
-}
-
-static void untrigger(struct south_pending *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else if (triggered == p)
-        triggered = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    p->prev = p->next = NULL;
-}
-
-/* The broker has the reading. */
-void south_acked(void *waiter)
-{
-    trigger(waiter);
-}
-
-void south_answer(void *waiter, unsigned code, const uint8_t *body, size_t len)
-{
-    struct south_pending *p = waiter;
-
-    p->code = code;
-    if (len) {
-        p->body = malloc(len);
-        if (p->body) {
-            memcpy(p->body, body, len);
-            p->len = len;
-        } else {
-            p->code = 500;
-        }
-    }
-    trigger(p);
-}
-
-static void release_body(coap_session_t *session, void *body)
-{
-    (void)session;
-    free(body);
-}
-
-/* A reply from MQTT as the response body: JSON stays JSON (or becomes CBOR when the device
- * asked for it), anything else goes as octets. */
-static void answer_body(coap_resource_t *resource, coap_session_t *session,
-                        const coap_pdu_t *request, coap_pdu_t *response, struct south_pending *p)
-{
-    struct json_object *doc = NULL;
-    struct buf cbor = BUF_INIT;
-    uint16_t cf = COAP_MEDIATYPE_APPLICATION_OCTET_STREAM;
-    uint8_t *data = p->body;
-    size_t len = p->len;
-    char why[8];
-
-    if (p->code / 100 != 2) {
-        coap_add_data(response, len, data); /* diagnostic text (RFC 7252 5.5.2) */
-        return;
-    }
-    if (codec_decode(CONF_FMT_JSON, p->body, p->len, NULL, &doc, why, sizeof(why)) == 0) {
-        cf = COAP_MEDIATYPE_APPLICATION_JSON;
-        if (p->accept_cbor && codec_encode_cbor(doc, &cbor) == 0) {
-            cf = COAP_MEDIATYPE_APPLICATION_CBOR;
-            free(p->body);
-            len = cbor.len;
-            data = (uint8_t *)buf_steal(&cbor);
-        }
-        json_object_put(doc);
-    }
-    buf_free(&cbor);
-    p->body = NULL; /* libcoap owns it now (it may send it block by block) */
-    coap_add_data_large_response(resource, session, request, response, NULL, cf, -1, 0, len,
-                                 data, release_body, data);
-}
-
-bool south_async_answer(coap_resource_t *resource, coap_session_t *session,
-                        const coap_pdu_t *request, coap_pdu_t *response)
-{
-    /* libcoap calls the handler again when an answer that waited is triggered. */
-    coap_async_t *async = coap_find_async(session, coap_pdu_get_token(request));
-    struct south_pending *p;
-
-    if (!async)
-        return false;
-    p = coap_async_get_app_data(async);
-    if (p) {
-        coap_pdu_set_code(response, COAP_RESPONSE_CODE(p->code));
-        if (p->body)
-            answer_body(resource, session, request, response, p);
-        coap_async_set_app_data(async, NULL);
-        untrigger(p);
-        south_pending_free(p);
-    }
-    return true; /* not triggered yet: a retransmission, answered with the empty ACK */
-}
-
-void *south_waiter_new(coap_session_t *session, const coap_pdu_t *request)
-{
-    struct pending_origin origin = {session, request};
-
-    return pending_new(&origin);
+    return south_answer_new(o->session, o->request);
 }
 
 static void set_error(coap_pdu_t *response, unsigned code, const char *diag, unsigned max_age)
@@ -373,13 +209,13 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     size_t len = 0;
     const uint8_t *data = NULL;
 
-    struct pending_origin origin = {session, request};
+    struct answer_origin origin = {session, request};
     coap_mid_t mid = coap_pdu_get_mid(request);
     unsigned code, max_age;
 
     (void)resource;
     (void)query_str;
-    if (south_async_answer(resource, session, request, response))
+    if (south_answer_due(resource, session, request, response))
         return;
     peer[coap_print_addr(coap_session_get_addr_remote(session), (uint8_t *)peer,
                          sizeof(peer) - 1)] = '\0';
@@ -414,7 +250,7 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     req.query = query;
     req.auth = south_dtls_session_auth(session, &req.auth_id, &req.auth_id_len);
     req.confirmable = coap_pdu_get_type(request) == COAP_MESSAGE_CON;
-    req.waiter_new = pending_new;
+    req.waiter_new = answer_new;
     req.waiter_ctx = &origin;
     coap_get_data(request, &len, &data);
     switch (take_block(session, request, &req, data, len, &step)) {
@@ -462,15 +298,14 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     if (res.pending) {
         /* Taken: the spool or the request owns the waiter now. An empty ACK goes out; the
          * answer follows. */
-        ((struct south_pending *)res.waiter)->code = res.code;
-        if (!coap_register_async(session, request, 0)) {
+        if (!south_answer_defer(res.waiter, session, request, res.code)) {
             /* Should not happen (token already registered): answer now rather than never. */
             log_msg(LOG_WARNING, "south: cannot defer the answer peer=%s", peer);
             coap_pdu_set_code(response, COAP_RESPONSE_CODE(res.code));
         }
         return;
     }
-    south_pending_free(res.waiter);
+    south_answer_free(res.waiter);
     if (res.code / 100 == 2)
         coap_pdu_set_code(response, COAP_RESPONSE_CODE(res.code));
     else
@@ -696,11 +531,7 @@ void south_free(void)
         /* Answers triggered while shutting down (the broker's last acknowledgements) go out
          * now; whatever libcoap still holds after that is released here. */
         coap_io_process(S.ctx, COAP_IO_NO_WAIT);
-        while (triggered) {
-            struct south_pending *p = triggered;
-            untrigger(p);
-            south_pending_free(p);
-        }
+        south_answer_free_triggered();
         south_command_free();
         /* Before the context goes: libcoap 4.3.5 drops its retransmission queue there without
          * a NACK and then reports each session's end, which would pass for acknowledged. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Declarations shared by the southbound files (south_coap.c, south_dtls.c). */
+/* Declarations shared by the southbound files (south_*.c). */
 #ifndef COAP2MQTT_SOUTH_INTERNAL_H
 #define COAP2MQTT_SOUTH_INTERNAL_H
 
@@ -8,6 +8,7 @@
 
 #include <coap3/coap.h>
 
+#include "coap2mqtt/answer_later.h"
 #include "coap2mqtt/conf.h"
 #include "coap2mqtt/south.h"
 #include "coap2mqtt/uplink.h"
@@ -36,12 +37,21 @@ void south_session_touch(coap_session_t *s);
 int south_session_set_cn(coap_session_t *s, const char *cn);
 const char *south_session_cn(const coap_session_t *s);
 
-/* Answers that come later (south_coap.c): a waiter for request, answered with
- * south_answer(); south_async_answer() at the top of a handler sends it when it is due
- * (true: the request was such an exchange, nothing else to do). */
-void *south_waiter_new(coap_session_t *session, const coap_pdu_t *request);
-bool south_async_answer(coap_resource_t *resource, coap_session_t *session,
-                        const coap_pdu_t *request, coap_pdu_t *response);
+/* Answers that come later (south_answer.c, coap2mqtt/answer_later.h). */
+/* The handle of request's answer (a session reference, its token and Accept); NULL when out
+ * of memory. */
+struct answer_later *south_answer_new(coap_session_t *session, const coap_pdu_t *request);
+/* The handler takes the answer later: libcoap sends the empty ACK now. code is the answer
+ * unless south_answer_give() brings another. false when libcoap cannot defer it (a is still
+ * the caller's). */
+bool south_answer_defer(struct answer_later *a, coap_session_t *session,
+                        const coap_pdu_t *request, unsigned code);
+/* At the top of a handler: sends the answer when it is due. true: the request was such an
+ * exchange (answered, or a retransmission answered with the empty ACK), nothing else to do. */
+bool south_answer_due(coap_resource_t *resource, coap_session_t *session,
+                      const coap_pdu_t *request, coap_pdu_t *response);
+/* At exit, after the last libcoap pass: the answers triggered but never sent. */
+void south_answer_free_triggered(void);
 
 /* Observe resources (south_observe.c); other_methods handles non-GET requests on their paths. */
 int south_observe_init(coap_context_t *ctx, const struct conf *conf,

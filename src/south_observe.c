@@ -169,11 +169,13 @@ static void answer_attribute_read(const struct obs_res *o, coap_session_t *sessi
     char *client = query_value(query, "clientKeys");
     char *shared = query_value(query, "sharedKeys");
     struct buf out = BUF_INIT;
-    void *waiter = o->route->observe->fetch ? south_waiter_new(session, request) : NULL;
+    struct answer_later *waiter =
+        o->route->observe->fetch ? south_answer_new(session, request) : NULL;
 
     if (waiter) {
         int rc = attrs_fetch_start(o->route, o->device->name, client, shared, waiter);
-        if (rc == 0 && coap_register_async(session, request, 0)) {
+        /* 205 until the server's answers are in: south_answer_give() brings the code */
+        if (rc == 0 && south_answer_defer(waiter, session, request, 205)) {
             free(client);
             free(shared);
             return; /* the answer follows when the server has answered */
@@ -182,7 +184,7 @@ static void answer_attribute_read(const struct obs_res *o, coap_session_t *sessi
             log_msg(LOG_WARNING, "south: cannot defer an attribute read device=\"%s\"",
                     o->device->name);
         else
-            south_pending_free(waiter);
+            south_answer_free(waiter);
     }
     if (attrs_read(o->device->name, client, shared, &out) == 0)
         answer(response, CODEC_CF_JSON, out.data, out.len);
@@ -341,7 +343,7 @@ static void handle_get(coap_resource_t *resource, coap_session_t *session,
     struct obs_res *o = coap_resource_get_userdata(resource);
     bool note = is_notification(o, session, request, response);
 
-    if (request && south_async_answer(resource, session, request, response))
+    if (request && south_answer_due(resource, session, request, response))
         return;
     /* The path holds the device's token: whoever knows it is the device. */
     if (!note)

@@ -333,7 +333,7 @@ int spool_open(const struct spool_limits *limits)
     return rc;
 }
 
-void spool_close(void (*free_waiter)(void *waiter))
+void spool_close(void (*free_waiter)(struct answer_later *waiter))
 {
     struct spool_msg *m = P.head;
 
@@ -358,7 +358,7 @@ void spool_close(void (*free_waiter)(void *waiter))
 }
 
 int spool_put(const char *topic, const void *payload, size_t len, int qos, bool retain,
-              void *waiter, uint64_t *seq)
+              struct answer_later *waiter, uint64_t *seq)
 {
     struct spool_msg *m;
     struct buf b = BUF_INIT;
@@ -394,10 +394,10 @@ struct spool_msg *spool_next_queued(void)
     return NULL;
 }
 
-void *spool_ack(uint64_t seq, bool *found)
+struct answer_later *spool_ack(uint64_t seq, bool *found)
 {
     struct spool_msg *m = unlink_seq(seq);
-    void *waiter;
+    struct answer_later *waiter;
 
     *found = m != NULL;
     if (!m)

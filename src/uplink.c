@@ -246,7 +246,7 @@ static int identify_from_payload(struct uplink_job *j)
 }
 
 static int publish(struct uplink_job *j, const char *topic, const uint8_t *payload, size_t len,
-                   int qos, bool retain, void *waiter)
+                   int qos, bool retain, struct answer_later *waiter)
 {
     int rc = U.ops.publish(U.ops.ctx, topic, payload, len, qos, retain, waiter);
 
@@ -319,7 +319,7 @@ out:
     return rc;
 }
 
-static void *new_waiter(struct uplink_job *j)
+static struct answer_later *new_waiter(struct uplink_job *j)
 {
     if (!j->req->waiter_new)
         return NULL;
@@ -332,7 +332,7 @@ static int send_request(struct uplink_job *j, const struct buf *topic, const str
 {
     struct buf reply = BUF_INIT;
     const char *bad = NULL;
-    void *waiter;
+    struct answer_later *waiter;
     int rc = tmpl_str_expand(j->route->reply_topic, lookup, j, TMPL_TOPIC, &reply, &bad);
 
     if (rc < 0 || reply.len == 0) {
@@ -462,7 +462,7 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
     struct buf topic = BUF_INIT, out = BUF_INIT;
     struct codec_opts opts;
     const char *bad = NULL;
-    void *waiter;
+    struct answer_later *waiter;
     char why[160];
     int rc;
 

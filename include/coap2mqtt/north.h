@@ -11,12 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coap2mqtt/answer_later.h"
 #include "coap2mqtt/conf.h"
 
 /* Called on the loop thread after every (re)connection. */
 typedef void (*north_connected_fn)(void *arg);
 /* Called on the loop thread when the broker has acknowledged a spooled message. */
-typedef void (*north_acked_fn)(void *waiter);
+typedef void (*north_acked_fn)(struct answer_later *waiter);
 
 /**
  * Create the client (does not connect yet).

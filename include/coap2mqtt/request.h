@@ -10,14 +10,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coap2mqtt/answer_later.h"
 #include "coap2mqtt/conf.h"
 
 /* How a waiting device is answered: code (205, 504, ...) and body (a reply as published;
  * the diagnostic text of an error). */
-typedef void (*request_answer_fn)(void *waiter, unsigned code, const uint8_t *body,
-                                  size_t len);
+typedef void (*request_answer_fn)(struct answer_later *waiter, unsigned code,
+                                  const uint8_t *body, size_t len);
 /* Drops a waiter nobody will answer (shutdown). */
-typedef void (*request_drop_fn)(void *waiter);
+typedef void (*request_drop_fn)(struct answer_later *waiter);
 
 /**
  * Subscribe to the reply topics of every request route (one wildcard filter per route).
@@ -30,7 +31,7 @@ int request_init(const struct conf *conf, request_answer_fn answer, request_drop
  */
 int request_send(void *ctx, const struct conf_route *route, const char *device,
                  const char *topic, const uint8_t *payload, size_t len, const char *reply_topic,
-                 const char *request_id, void *waiter);
+                 const char *request_id, struct answer_later *waiter);
 /* Requests waiting for a reply now. */
 size_t request_waiting(void);
 void request_free(void);

@@ -14,12 +14,6 @@
  */
 int south_init(const struct conf *conf);
 void south_free(void);
-/* The broker acknowledged a reading whose answer was waiting (north_acked_fn). */
-void south_acked(void *waiter);
-/* Answer a waiting request (request_answer_fn): code, and the body or diagnostic text. */
-void south_answer(void *waiter, unsigned code, const uint8_t *body, size_t len);
-/* Forget a waiting answer (shutdown): releases what it holds. */
-void south_pending_free(void *waiter);
 /* MQTT topic filters the observe routes need (valid until south_free()). */
 char *const *south_observe_filters(size_t *n);
 /* A message arrived on one of those filters (north_message_fn). */

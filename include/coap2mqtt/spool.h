@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coap2mqtt/answer_later.h"
+
 enum spool_state {
     SPOOL_QUEUED,   /* waiting to be handed to the MQTT client */
     SPOOL_INFLIGHT, /* handed over, waiting for its acknowledgement */
@@ -24,7 +26,7 @@ struct spool_msg {
     int qos;
     bool retain;
     enum spool_state state;
-    void *waiter; /* who is told when the broker acknowledges (south's pending exchange) */
+    struct answer_later *waiter; /* told when the broker acknowledges; NULL: nobody waits */
     struct spool_msg *next;
 };
 
@@ -43,20 +45,20 @@ struct spool_limits {
 int spool_open(const struct spool_limits *limits);
 /* Close; free_waiter releases the waiters of messages still spooled (may be NULL). What is
  * still spooled stays in the log for the next run (or is lost without a directory: logged). */
-void spool_close(void (*free_waiter)(void *waiter));
+void spool_close(void (*free_waiter)(struct answer_later *waiter));
 /**
  * Take a message. The bytes are copied.
  * @return 0 with *seq set; -ENOBUFS when the spool is full (nothing taken); -EIO when the
  *         log cannot be written (nothing taken); -ENOMEM.
  */
 int spool_put(const char *topic, const void *payload, size_t len, int qos, bool retain,
-              void *waiter, uint64_t *seq);
+              struct answer_later *waiter, uint64_t *seq);
 /* The oldest message not yet handed over, or NULL. */
 struct spool_msg *spool_next_queued(void);
 /* north hands m to the MQTT client. */
 void spool_mark_inflight(struct spool_msg *m);
 /* The broker has it: drop it (logged as acknowledged). Returns its waiter (may be NULL). */
-void *spool_ack(uint64_t seq, bool *found);
+struct answer_later *spool_ack(uint64_t seq, bool *found);
 /* The MQTT client gave up on it: hand it over again later, in order. */
 void spool_requeue(uint64_t seq);
 /* After a reconnect: everything in flight goes back to the queue, in order. */

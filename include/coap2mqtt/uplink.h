@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coap2mqtt/answer_later.h"
 #include "coap2mqtt/conf.h"
 #include "coap2mqtt/log.h"
 #include "coap2mqtt/route.h"
@@ -41,7 +42,7 @@ struct uplink_req {
     bool confirmable; /* a CON request: can wait for the broker (ack: broker) */
     /* Makes the handle of an answer that comes later (waiting for the broker's
      * acknowledgement, or a reply from MQTT); NULL when answers cannot wait. */
-    void *(*waiter_new)(const void *ctx);
+    struct answer_later *(*waiter_new)(const void *ctx);
     const void *waiter_ctx;
 };
 
@@ -51,7 +52,7 @@ struct uplink_res {
     char diag[160]; /* diagnostic payload of an error response */
     bool pending; /* taken; the answer comes later through waiter (`code` once the broker
                    * acknowledges, or a reply from MQTT) */
-    void *waiter; /* what waiter_new() made; the caller frees it when !pending */
+    struct answer_later *waiter; /* what waiter_new() made; the caller frees it when !pending */
     const struct conf_route *route; /* the matched route, NULL when none */
     const char *device; /* the device identified, NULL when none (valid until the next call) */
     struct device *dev;
@@ -61,12 +62,13 @@ struct uplink_res {
  * (5.03). waiter is told when the broker has the message (NULL: nobody waits). */
 struct uplink_ops {
     int (*publish)(void *ctx, const char *topic, const uint8_t *payload, size_t len, int qos,
-                   bool retain, void *waiter);
+                   bool retain, struct answer_later *waiter);
     /* Request routes: publish now and answer waiter with the reply on reply_topic. 0 when
      * taken (waiter is then the callee's), -ENOTCONN / -ENOBUFS (5.03), other < 0 (5.00). */
     int (*request)(void *ctx, const struct conf_route *route, const char *device,
                    const char *topic, const uint8_t *payload, size_t len,
-                   const char *reply_topic, const char *request_id, void *waiter);
+                   const char *reply_topic, const char *request_id,
+                   struct answer_later *waiter);
     void *ctx;
 };
 

@@ -81,7 +81,7 @@ static struct {
 } out;
 
 static int capture(void *ctx, const char *topic, const uint8_t *payload, size_t len, int qos,
-                   bool retain, void *waiter)
+                   bool retain, struct answer_later *waiter)
 {
     struct published *p;
 
