@@ -34,13 +34,12 @@ static int on_event(coap_session_t *s, const coap_event_t e)
 
     if (!sl || sl->outcome)
         return 0;
-    switch (e) {
-    case COAP_EVENT_DTLS_CONNECTED: sl->outcome = 2; break;
-    case COAP_EVENT_DTLS_ERROR:
-    case COAP_EVENT_DTLS_CLOSED:
-    case COAP_EVENT_SESSION_FAILED: sl->outcome = 1; break;
-    default: break;
-    }
+    /* ifs, not a switch: four of libcoap's many events matter here */
+    if (e == COAP_EVENT_DTLS_CONNECTED)
+        sl->outcome = 2;
+    else if (e == COAP_EVENT_DTLS_ERROR || e == COAP_EVENT_DTLS_CLOSED ||
+             e == COAP_EVENT_SESSION_FAILED)
+        sl->outcome = 1;
     return 0;
 }
 
