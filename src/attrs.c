@@ -109,9 +109,9 @@ void attrs_mark_absent(const char *device, enum attrs_scope scope, struct json_o
     for (size_t i = 0; d && i < json_object_array_length(keys); i++) {
         const char *k = json_object_get_string(json_object_array_get_idx(keys, i));
         if (!json_object_object_get_ex(d->scope[scope], k, NULL))
-            json_object_object_add(d->absent[scope], k,
-                                   json_object_new_int64(until_ms > INT64_MAX ? INT64_MAX
-                                                                              : (int64_t)until_ms));
+            json_object_object_add(
+                d->absent[scope], k,
+                json_object_new_int64(until_ms > INT64_MAX ? INT64_MAX : (int64_t)until_ms));
     }
 }
 

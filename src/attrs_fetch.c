@@ -79,12 +79,13 @@ static void on_timeout(struct loop_timer *t)
     while ((w = waitlist_pop_due(&F.waiting, now)) != NULL) {
         struct fetch *f = (struct fetch *)w;
 
-        log_msg(LOG_WARNING, "attrs: no answer from the server route=%s device=\"%s\": "
-                "answering from the cache", f->route->name, f->device);
+        log_msg(LOG_WARNING,
+                "attrs: no answer from the server route=%s device=\"%s\": "
+                "answering from the cache",
+                f->route->name, f->device);
         for (int s = 0; s < 2; s++)
             if (f->id[s])
-                attrs_mark_absent(f->device, (enum attrs_scope)s, f->keys[s],
-                                  now + FETCH_RETRY_MS);
+                attrs_mark_absent(f->device, (enum attrs_scope)s, f->keys[s], now + FETCH_RETRY_MS);
         finish(f);
     }
 }
@@ -185,9 +186,8 @@ static int ask(struct fetch *f, int scope)
     return rc;
 }
 
-int attrs_fetch_start(const struct conf_route *route, const char *device,
-                      const char *client_keys, const char *shared_keys,
-                      struct answer_later *waiter)
+int attrs_fetch_start(const struct conf_route *route, const char *device, const char *client_keys,
+                      const char *shared_keys, struct answer_later *waiter)
 {
     uint64_t now = loop_now_ms();
     struct fetch *f;

@@ -10,14 +10,13 @@ static const struct {
     const char *name;
     int cf;
 } formats[CONF_FMT__COUNT] = {
-    [CONF_FMT_JSON] = {"json", CODEC_CF_JSON},   [CONF_FMT_CBOR] = {"cbor", CODEC_CF_CBOR},
-    [CONF_FMT_TEXT] = {"text", CODEC_CF_TEXT},   [CONF_FMT_CSV] = {"csv", CODEC_CF_TEXT},
+    [CONF_FMT_JSON] = {"json", CODEC_CF_JSON},       [CONF_FMT_CBOR] = {"cbor", CODEC_CF_CBOR},
+    [CONF_FMT_TEXT] = {"text", CODEC_CF_TEXT},       [CONF_FMT_CSV] = {"csv", CODEC_CF_TEXT},
     [CONF_FMT_OCTETS] = {"octets", CODEC_CF_OCTETS},
 };
 
 int codec_decode(enum conf_format fmt, const uint8_t *body, size_t len,
-                 const struct codec_opts *opts, struct json_object **out, char *err,
-                 size_t errlen)
+                 const struct codec_opts *opts, struct json_object **out, char *err, size_t errlen)
 {
     *out = NULL;
     switch (fmt) {

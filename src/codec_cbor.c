@@ -109,8 +109,7 @@ static int read_string(struct reader *r, uint8_t major, uint64_t arg, bool indef
 {
     if (!indef) {
         if (arg > left(r))
-            return fail(r, "string of %llu bytes but %zu left", (unsigned long long)arg,
-                        left(r));
+            return fail(r, "string of %llu bytes but %zu left", (unsigned long long)arg, left(r));
         if (buf_append(raw, r->p + r->pos, (size_t)arg) < 0)
             return -ENOMEM;
         r->pos += (size_t)arg;
@@ -244,8 +243,8 @@ static int read_key(struct reader *r, int depth, struct buf *key)
     return rc;
 }
 
-static int read_container(struct reader *r, uint8_t major, uint64_t arg, bool indef,
-                          int depth, struct json_object **out)
+static int read_container(struct reader *r, uint8_t major, uint64_t arg, bool indef, int depth,
+                          struct json_object **out)
 {
     struct json_object *c = major == 4 ? json_object_new_array() : json_object_new_object();
     uint64_t per = major == 4 ? 1 : 2;
@@ -330,8 +329,7 @@ static int read_item(struct reader *r, int depth, struct json_object **out)
             raw = b64;
         }
         if (rc == 0)
-            *out = json_object_new_string_len(raw.data ? (const char *)raw.data : "",
-                                              (int)raw.len);
+            *out = json_object_new_string_len(raw.data ? (const char *)raw.data : "", (int)raw.len);
         buf_free(&raw);
         if (rc < 0)
             return rc;

@@ -169,8 +169,8 @@ int codec_csv_decode(const uint8_t *body, size_t len, const struct codec_opts *o
     struct json_object *doc = NULL;
     int rc;
 
-    rc = split(body, len, opts && opts->csv_separator ? opts->csv_separator : ',', &cf, err,
-               errlen);
+    rc =
+        split(body, len, opts && opts->csv_separator ? opts->csv_separator : ',', &cf, err, errlen);
     if (rc < 0)
         goto out;
     doc = json_object_new_object();

@@ -309,8 +309,8 @@ int codec_json_decode(const uint8_t *body, size_t len, struct json_object **out,
                  json_tokener_error_desc(jerr));
         return -EINVAL;
     }
-    while (used < len && (body[used] == ' ' || body[used] == '\t' || body[used] == '\n' ||
-                          body[used] == '\r'))
+    while (used < len &&
+           (body[used] == ' ' || body[used] == '\t' || body[used] == '\n' || body[used] == '\r'))
         used++;
     if (used != len) {
         json_object_put(doc);

@@ -15,8 +15,7 @@
 static const char *const method_names[] = {"GET", "POST", "PUT", "DELETE", NULL};
 static const int method_values[] = {1, 2, 3, 4};
 static const char *const format_names[] = {"json", "cbor", "text", "octets", NULL};
-static const int format_values[] = {CONF_FMT_JSON, CONF_FMT_CBOR, CONF_FMT_TEXT,
-                                    CONF_FMT_OCTETS};
+static const int format_values[] = {CONF_FMT_JSON, CONF_FMT_CBOR, CONF_FMT_TEXT, CONF_FMT_OCTETS};
 
 static int check_path(struct conf_loader *ld, yaml_node_t *v, const struct conf_key *c, void *obj)
 {
@@ -55,8 +54,10 @@ static int parse_method(struct conf_loader *ld, yaml_node_t *v, void *obj)
             free(s);
             return 0;
         }
-    rc = conf_err(ld, v, "'method' must be one of GET, POST, PUT, DELETE or a {variable} of "
-                  "'subscribe'; got '%s'", s);
+    rc = conf_err(ld, v,
+                  "'method' must be one of GET, POST, PUT, DELETE or a {variable} of "
+                  "'subscribe'; got '%s'",
+                  s);
     free(s);
     return rc;
 }
@@ -88,8 +89,10 @@ static int subscribe_vars(struct conf_loader *ld, yaml_node_t *v, const char *su
         return conf_err(ld, v, "'subscribe' in %s: %s, got '%s'", ld->what, why, sub);
     p = tmpl_match_filter(sub); /* "$share/GROUP/" holds no variables */
     if (strpbrk(sub, "#+"))
-        return conf_err(ld, v, "'subscribe' in %s names levels with {variables}, not '+' or "
-                        "'#', got '%s'", ld->what, sub);
+        return conf_err(ld, v,
+                        "'subscribe' in %s names levels with {variables}, not '+' or "
+                        "'#', got '%s'",
+                        ld->what, sub);
     for (;;) {
         const char *end = strchr(p, '/');
         size_t len = end ? (size_t)(end - p) : strlen(p);
@@ -97,11 +100,13 @@ static int subscribe_vars(struct conf_loader *ld, yaml_node_t *v, const char *su
 
         if (open) {
             if (open != p || p[len - 1] != '}' || len - 2 >= 32 || len < 3)
-                return conf_err(ld, v, "'subscribe' in %s: a {variable} must be a whole "
-                                "topic level, got '%s'", ld->what, sub);
+                return conf_err(ld, v,
+                                "'subscribe' in %s: a {variable} must be a whole "
+                                "topic level, got '%s'",
+                                ld->what, sub);
             if (*n == MAX_VARS)
-                return conf_err(ld, v, "'subscribe' in %s has more than %d variables",
-                                ld->what, MAX_VARS);
+                return conf_err(ld, v, "'subscribe' in %s has more than %d variables", ld->what,
+                                MAX_VARS);
             memcpy(vars[*n], p + 1, len - 2);
             vars[*n][len - 2] = '\0';
             *has_device |= !strcmp(vars[*n], "device");
@@ -143,8 +148,7 @@ int conf_command_parse(struct conf_loader *ld, yaml_node_t *v, struct conf_route
     if (!c->subscribe || !c->path || !c->reply_topic)
         return conf_err(ld, v, "%s needs 'subscribe', 'path' and 'reply_topic'", what);
     ld->what = what;
-    rc = subscribe_vars(ld, conf_map_get(ld, v, "subscribe"), c->subscribe, vars, &n,
-                        &has_device);
+    rc = subscribe_vars(ld, conf_map_get(ld, v, "subscribe"), c->subscribe, vars, &n, &has_device);
     if (rc < 0)
         return rc;
     if (!has_device)
@@ -159,16 +163,16 @@ int conf_command_parse(struct conf_loader *ld, yaml_node_t *v, struct conf_route
             buf_printf(&list, "%s{%s}", i == 0 ? "" : i + 1 == n ? " or " : ", ", vars[i]);
         rc = conf_err(ld, conf_map_get(ld, v, "method"),
                       "'method' in %s uses unknown variable {%s}; expected %s (a level of "
-                      "'subscribe')", what, c->method_var, list.data ? (char *)list.data : "");
+                      "'subscribe')",
+                      what, c->method_var, list.data ? (char *)list.data : "");
         buf_free(&list);
     }
     names[n] = "gateway";
     names[n + 1] = NULL;
-    if (conf_check_template(ld, conf_map_get(ld, v, "path"), "path", c->path, names, false) <
-        0)
+    if (conf_check_template(ld, conf_map_get(ld, v, "path"), "path", c->path, names, false) < 0)
         rc = -EINVAL;
-    if (conf_check_template(ld, conf_map_get(ld, v, "reply_topic"), "reply_topic",
-                            c->reply_topic, names, true) < 0)
+    if (conf_check_template(ld, conf_map_get(ld, v, "reply_topic"), "reply_topic", c->reply_topic,
+                            names, true) < 0)
         rc = -EINVAL;
     return rc;
 }

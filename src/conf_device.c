@@ -263,10 +263,12 @@ static int check_address(struct conf_loader *ld, yaml_node_t *v, const struct co
     if (!a)
         return 0; /* "": no address (CONF_F_EMPTY_NULL) */
     rest = !strncmp(a, "coap://", 7) ? a + 7 : !strncmp(a, "coaps://", 8) ? a + 8 : NULL;
-    if (!rest || (rest[0] == '[' ? sscanf(rest, "[%63[0-9a-fA-F:.]]:%u", host, &port)
-                                 : sscanf(rest, "%63[0-9.]:%u", host, &port)) != 2 ||
+    if (!rest ||
+        (rest[0] == '[' ? sscanf(rest, "[%63[0-9a-fA-F:.]]:%u", host, &port)
+                        : sscanf(rest, "%63[0-9.]:%u", host, &port)) != 2 ||
         port == 0 || port > 65535)
-        return conf_err(ld, v, "'address' in %s must be coap://ADDRESS:PORT or "
+        return conf_err(ld, v,
+                        "'address' in %s must be coap://ADDRESS:PORT or "
                         "coaps://ADDRESS:PORT with a literal IPv4 or [IPv6] address, got '%s'",
                         ld->what, a);
     return 0;
@@ -322,8 +324,7 @@ int conf_device_read(struct conf_loader *ld, yaml_node_t *v, struct conf_device 
         rc = conf_err(ld, v, "device '%s' has a PSK but no 'psk_identity'", d->name);
     if (d->address && !strncmp(d->address, "coaps://", 8) && !d->psk_identity)
         rc = conf_err(ld, conf_map_get(ld, v, "address"),
-                      "device '%s' has a coaps:// address but no PSK to speak DTLS with",
-                      d->name);
+                      "device '%s' has a coaps:// address but no PSK to speak DTLS with", d->name);
     return rc;
 }
 

@@ -360,8 +360,10 @@ static int parse_observe(struct conf_loader *ld, yaml_node_t *v, void *obj)
     if (rc == 0 && !r->observe->subscribe)
         rc = conf_err(ld, v, "'observe' of route '%s' has no 'subscribe'", r->name);
     if (rc == 0 && r->observe->queue && r->observe->cache_shared)
-        rc = conf_err(ld, v, "'observe' of route '%s' cannot both queue and cache: a queue "
-                      "delivers each message once, a cache holds the latest state", r->name);
+        rc = conf_err(ld, v,
+                      "'observe' of route '%s' cannot both queue and cache: a queue "
+                      "delivers each message once, a cache holds the latest state",
+                      r->name);
     if (rc == 0 && r->observe->fetch && !r->observe->cache_shared)
         rc = conf_err(ld, v, "'fetch' in route '%s' needs 'cache: shared'", r->name);
     /* Allowed (a group of one, or devices that observe every gateway), but rarely right. */
@@ -628,9 +630,9 @@ static void check_reply_topic(struct route_check *rc)
     char why[160];
 
     if (r->observe) {
-        fail(rc, conf_err(rc->ld, node_of(rc, "request"),
-                          "route '%s' cannot both serve an observe resource and a request",
-                          r->name));
+        fail(rc,
+             conf_err(rc->ld, node_of(rc, "request"),
+                      "route '%s' cannot both serve an observe resource and a request", r->name));
         return;
     }
     rc->node = node_of(rc, "request");
@@ -712,8 +714,8 @@ static void check_topic(struct route_check *rc)
 /* A command route is its command block: the uplink keys would mean nothing there. */
 static int check_command_route(struct route_check *rc, int err)
 {
-    static const char *const uplink_only[] = {"methods", "path", "query", "identity", "topic",
-                                              "observe", "request", "formats", "shape", NULL};
+    static const char *const uplink_only[] = {"methods", "path",    "query",   "identity", "topic",
+                                              "observe", "request", "formats", "shape",    NULL};
 
     for (const char *const *k = uplink_only; *k; k++)
         if (conf_map_get(rc->ld, rc->map, *k))

@@ -89,8 +89,7 @@ static struct device *hindex_get(const struct hindex *x, const void *key, size_t
 {
     if (!x->buckets)
         return NULL;
-    for (struct hentry *e = x->buckets[hash_bytes(key, len) & (x->n_buckets - 1)]; e;
-         e = e->next)
+    for (struct hentry *e = x->buckets[hash_bytes(key, len) & (x->n_buckets - 1)]; e; e = e->next)
         if (e->len == len && bytes_equal(e->key, key, len))
             return e->dev;
     return NULL;

@@ -14,7 +14,7 @@ int log_level = LOG_INFO;
 static bool log_syslog;
 
 static const char *const level_names[] = {
-    [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit", [LOG_ERR] = "err",
+    [LOG_EMERG] = "emerg",     [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit", [LOG_ERR] = "err",
     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice", [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
 };
 
@@ -27,8 +27,7 @@ bool log_limit_allow(struct log_limit *l)
     now = (unsigned long long)ts.tv_sec;
     if (now != l->second) {
         if (l->suppressed)
-            log_write(LOG_NOTICE, "log: %lu more lines like '%s' left out", l->suppressed,
-                      l->what);
+            log_write(LOG_NOTICE, "log: %lu more lines like '%s' left out", l->suppressed, l->what);
         l->second = now;
         l->n = 0;
         l->suppressed = 0;
@@ -128,7 +127,7 @@ void log_hook_libraries(void)
     coap_dtls_set_log_level(log_level >= LOG_DEBUG ? LOG_INFO : LOG_WARNING);
     MQTTAsync_setTraceCallback(log_from_paho);
     MQTTAsync_setTraceLevel(log_level >= LOG_DEBUG ? MQTTASYNC_TRACE_ERROR
-                                                    : MQTTASYNC_TRACE_SEVERE);
+                                                   : MQTTASYNC_TRACE_SEVERE);
 }
 
 const char *log_redact(const char *secret, char *out, unsigned outlen)

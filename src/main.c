@@ -97,8 +97,9 @@ static int run(const struct conf *conf)
         return EXIT_RUNTIME;
     }
     signal(SIGPIPE, SIG_IGN);
-    if (loop_signal_add(SIGTERM, on_stop_signal) < 0 || loop_signal_add(SIGINT, on_stop_signal) < 0 ||
-        loop_signal_add(SIGHUP, on_hup) < 0 || loop_signal_add(SIGUSR1, on_usr1) < 0) {
+    if (loop_signal_add(SIGTERM, on_stop_signal) < 0 ||
+        loop_signal_add(SIGINT, on_stop_signal) < 0 || loop_signal_add(SIGHUP, on_hup) < 0 ||
+        loop_signal_add(SIGUSR1, on_usr1) < 0) {
         log_msg(LOG_ERR, "main: cannot install signal handlers");
         loop_done();
         return EXIT_RUNTIME;
@@ -189,8 +190,8 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     if (check_only) {
-        fprintf(stderr, "%s: configuration ok (%zu routes, %zu devices)\n", file,
-                conf->n_routes, conf->n_devices);
+        fprintf(stderr, "%s: configuration ok (%zu routes, %zu devices)\n", file, conf->n_routes,
+                conf->n_devices);
         conf_free(conf);
         return 0;
     }

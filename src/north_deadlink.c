@@ -72,8 +72,7 @@ static bool tcp_socket(int fd)
     int type = 0;
     socklen_t len = sizeof(type);
 
-    return fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
-           type == SOCK_STREAM;
+    return fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
 }
 
 /* The next definition of name after the executable's (the C library's, OpenSSL's). */

@@ -20,7 +20,7 @@
 static struct {
     const struct conf *conf;
     MQTTAsync client;
-    char *uri; /* tcp:// or ssl:// as Paho wants it */
+    char *uri;          /* tcp:// or ssl:// as Paho wants it */
     char *status_topic; /* expanded, NULL when disabled */
     north_connected_fn on_connected;
     void *arg;
@@ -34,7 +34,7 @@ static struct {
     unsigned backoff_s;
     struct loop_timer retry;
     struct loop_timer pump_timer; /* the drain rate or a failed send wants a later pass */
-    double tokens; /* drain rate token bucket */
+    double tokens;                /* drain rate token bucket */
     uint64_t tokens_at_ms;
     north_acked_fn on_acked;
     struct north_sub_group groups[NORTH_MAX_GROUPS];
@@ -125,10 +125,14 @@ static void job_connected(void *arg)
     if (N.persistent)
         N.session_ours = true;
     north_set_nodelay();
-    log_msg(LOG_NOTICE, "north: connected broker=%s session=%s spooled=%zu inflight=%zu "
-            "lost_writes=%lu", N.conf->mqtt.url,
-            !N.persistent ? "clean" : resumed ? "resumed" : "new", spool_depth(),
-            spool_inflight(), north_lost_writes());
+    log_msg(LOG_NOTICE,
+            "north: connected broker=%s session=%s spooled=%zu inflight=%zu "
+            "lost_writes=%lu",
+            N.conf->mqtt.url,
+            !N.persistent ? "clean"
+            : resumed     ? "resumed"
+                          : "new",
+            spool_depth(), spool_inflight(), north_lost_writes());
     if (N.status_topic)
         north_publish(N.status_topic, STATUS_ONLINE, sizeof(STATUS_ONLINE) - 1, 1, true);
     subscribe_all();
@@ -622,9 +626,11 @@ static int connect_now(void)
     int rc;
 
     if (atomic_exchange(&session_broken, false) && N.persistent && N.session_ours) {
-        log_msg(LOG_WARNING, "north: starting a new session broker=%s: a send failed on the "
+        log_msg(LOG_WARNING,
+                "north: starting a new session broker=%s: a send failed on the "
                 "broken link and Paho's copy of it cannot be sent again; what was in flight "
-                "goes again from the spool", m->url);
+                "goes again from the spool",
+                m->url);
         N.session_ours = false;
     }
     reset = N.persistent && !N.session_ours; /* see job_reset_done() */
@@ -685,8 +691,8 @@ static int connect_now(void)
         loop_post(job_connect_failed, strdup("client refused to connect"));
         return -EIO;
     }
-    log_msg(LOG_INFO, "north: connecting broker=%s client_id=%s protocol=%s", m->url,
-            m->client_id, v5 ? "5" : "3.1.1");
+    log_msg(LOG_INFO, "north: connecting broker=%s client_id=%s protocol=%s", m->url, m->client_id,
+            v5 ? "5" : "3.1.1");
     return 0;
 }
 

@@ -116,8 +116,8 @@ int request_init(const struct conf *conf, request_answer_fn answer, request_drop
     for (size_t i = 0; i < conf->n_routes; i++) {
         if (!conf->routes[i].request)
             continue;
-        R.filters[R.n_filters] = tmpl_topic_filter(conf->routes[i].request->reply_topic,
-                                                   conf->gateway_name);
+        R.filters[R.n_filters] =
+            tmpl_topic_filter(conf->routes[i].request->reply_topic, conf->gateway_name);
         if (!R.filters[R.n_filters])
             return -ENOMEM;
         R.n_filters++;
@@ -125,8 +125,8 @@ int request_init(const struct conf *conf, request_answer_fn answer, request_drop
     return north_subscribe(R.filters, R.n_filters, on_reply);
 }
 
-int request_send(void *ctx, const struct conf_route *route, const char *device,
-                 const char *topic, const uint8_t *payload, size_t len, const char *reply_topic,
+int request_send(void *ctx, const struct conf_route *route, const char *device, const char *topic,
+                 const uint8_t *payload, size_t len, const char *reply_topic,
                  const char *request_id, struct answer_later *waiter)
 {
     struct pending *p;
@@ -152,10 +152,9 @@ int request_send(void *ctx, const struct conf_route *route, const char *device,
         return rc;
     }
     p->waiter = waiter;
-    waitlist_add(&R.waiting, &p->w,
-                 loop_now_ms() + (uint64_t)route->request->timeout * 1000u);
-    log_msg(LOG_DEBUG, "request: sent route=%s device=\"%s\" topic=%s reply_topic=%s",
-            route->name, device ? device : "-", topic, reply_topic);
+    waitlist_add(&R.waiting, &p->w, loop_now_ms() + (uint64_t)route->request->timeout * 1000u);
+    log_msg(LOG_DEBUG, "request: sent route=%s device=\"%s\" topic=%s reply_topic=%s", route->name,
+            device ? device : "-", topic, reply_topic);
     return 0;
 }
 

@@ -19,8 +19,7 @@ static int route_cmp(const void *a, const void *b)
     return ra->conf < rb->conf ? -1 : ra->conf > rb->conf;
 }
 
-int route_table_build(const struct conf *conf, struct route_table **out, char *err,
-                      size_t errlen)
+int route_table_build(const struct conf *conf, struct route_table **out, char *err, size_t errlen)
 {
     struct route_table *t = calloc(1, sizeof(*t));
     char why[160];

@@ -11,8 +11,8 @@
 #include "coap2mqtt/shape.h"
 
 /* One timeseries entry {"ts":..,"values":{..}}; a body that already has both keeps them. */
-static int ts_entry(struct json_object *item, uint64_t now_ms, struct json_object *arr,
-                    char *err, size_t errlen)
+static int ts_entry(struct json_object *item, uint64_t now_ms, struct json_object *arr, char *err,
+                    size_t errlen)
 {
     struct json_object *ts = NULL, *values = NULL, *entry;
 

@@ -127,9 +127,11 @@ static int take_block(coap_session_t *session, const coap_pdu_t *request,
     uint8_t key[SOUTH_MAX_KEY];
     coap_opt_iterator_t it;
     coap_opt_t *opt = coap_check_option(request, COAP_OPTION_BLOCK1, &it);
-    struct south_upload_block b = {.session = session, .key = key,
+    struct south_upload_block b = {.session = session,
+                                   .key = key,
                                    .content_format = req->content_format,
-                                   .data = data, .len = len};
+                                   .data = data,
+                                   .len = len};
     uint32_t v;
 
     if (!opt) {
@@ -182,8 +184,7 @@ static void answer_continue(const coap_pdu_t *request, coap_pdu_t *response)
 
     coap_pdu_set_code(response, COAP_RESPONSE_CODE(231));
     if (opt && !coap_check_option(response, COAP_OPTION_BLOCK1, &it))
-        coap_add_option(response, COAP_OPTION_BLOCK1, coap_opt_length(opt),
-                        coap_opt_value(opt));
+        coap_add_option(response, COAP_OPTION_BLOCK1, coap_opt_length(opt), coap_opt_value(opt));
 }
 
 static void answer_block_error(coap_pdu_t *response, const struct south_upload_step *step)
@@ -225,8 +226,8 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
     /* RFC 7252 4.5: a retransmission gets the first answer and is not processed again. */
     if (south_dedup_find(peer, (uint16_t)mid, &code, &max_age)) {
         stats_count(STATS_DUPLICATES, NULL);
-        log_msg(LOG_DEBUG, "south: duplicate peer=%s mid=%d code=%u.%02u", peer, mid,
-                code / 100, code % 100);
+        log_msg(LOG_DEBUG, "south: duplicate peer=%s mid=%d code=%u.%02u", peer, mid, code / 100,
+                code % 100);
         if (code / 100 == 2)
             coap_pdu_set_code(response, COAP_RESPONSE_CODE(code));
         else
@@ -241,8 +242,7 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
         set_error(response, 503, "too many sessions", 30);
         return;
     }
-    if (collect_options(request, segs, &req.n_segs, query, &req.n_query, &req.content_format) <
-        0) {
+    if (collect_options(request, segs, &req.n_segs, query, &req.n_query, &req.content_format) < 0) {
         set_error(response, 400, "too many path or query options", 0);
         return;
     }
@@ -293,8 +293,7 @@ static void handle_request(coap_resource_t *resource, coap_session_t *session,
         stats_count(STATS_REFUSED, res.route);
     else if (res.code / 100 == 4)
         stats_count(STATS_REJECTED, res.route);
-    south_dedup_store(peer, (uint16_t)mid, res.code, res.max_age,
-                      !south_session_trusted(session));
+    south_dedup_store(peer, (uint16_t)mid, res.code, res.max_age, !south_session_trusted(session));
     if (res.pending) {
         /* Taken: the spool or the request owns the waiter now. An empty ACK goes out; the
          * answer follows. */
@@ -360,8 +359,7 @@ static int event_handler(coap_session_t *session, const coap_event_t event)
         break;
     }
     case COAP_EVENT_DTLS_ERROR:
-        log_msg(LOG_INFO, "south: DTLS handshake failed peer=%s",
-                coap_session_str(session));
+        log_msg(LOG_INFO, "south: DTLS handshake failed peer=%s", coap_session_str(session));
         break;
     /* Nothing to do: libcoap closes and renegotiates DTLS itself, the gateway speaks no
      * CoAP over TCP, client sessions (commands) report failures through the NACK handler,
@@ -439,10 +437,9 @@ static void on_tick(struct loop_timer *t)
 
 int south_init(const struct conf *conf)
 {
-    static const coap_request_t methods[] = {COAP_REQUEST_GET,    COAP_REQUEST_POST,
-                                             COAP_REQUEST_PUT,    COAP_REQUEST_DELETE,
-                                             COAP_REQUEST_FETCH,  COAP_REQUEST_PATCH,
-                                             COAP_REQUEST_IPATCH};
+    static const coap_request_t methods[] = {
+        COAP_REQUEST_GET,   COAP_REQUEST_POST,  COAP_REQUEST_PUT,   COAP_REQUEST_DELETE,
+        COAP_REQUEST_FETCH, COAP_REQUEST_PATCH, COAP_REQUEST_IPATCH};
     coap_resource_t *r;
     bool dtls = false;
     const char *loss = getenv("C2M_TEST_PACKET_LOSS");
@@ -468,11 +465,11 @@ int south_init(const struct conf *conf)
         /* RFC 7252 4.8.2 MAX_TRANSMIT_SPAN: how long a device may retransmit the next
          * block, and one ACK_TIMEOUT more. */
         .idle_ms = (uint64_t)conf->coap.ack_timeout * 1000u *
-                       (((1u << conf->coap.max_retransmit) - 1u) * 3u + 2u) / 2u,
+                   (((1u << conf->coap.max_retransmit) - 1u) * 3u + 2u) / 2u,
     });
     south_session_init(S.ctx, &conf->coap);
-    coap_context_set_max_handshake_sessions(S.ctx, conf->coap.max_sessions < 100
-                                                        ? conf->coap.max_sessions : 100);
+    coap_context_set_max_handshake_sessions(
+        S.ctx, conf->coap.max_sessions < 100 ? conf->coap.max_sessions : 100);
     coap_register_event_handler(S.ctx, event_handler);
     coap_register_nack_handler(S.ctx, on_nack);
     coap_register_response_handler(S.ctx, on_response);
@@ -548,4 +545,3 @@ void south_free(void)
     south_dedup_free();
     coap_cleanup();
 }
-

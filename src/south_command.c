@@ -129,8 +129,8 @@ static struct json_object *outcome_new(const char *device, const char *id)
 }
 
 /* {"device":..,"error":..}: a command always ends in a message, never in silence. */
-static void publish_error(const struct conf_route *r, const char *reply_topic,
-                          const char *device, const char *id, const char *why)
+static void publish_error(const struct conf_route *r, const char *reply_topic, const char *device,
+                          const char *id, const char *why)
 {
     struct json_object *doc = outcome_new(device, id);
     const char *text;
@@ -138,11 +138,11 @@ static void publish_error(const struct conf_route *r, const char *reply_topic,
     log_msg(LOG_NOTICE, "command: failed route=%s device=\"%s\" reason=\"%s\"", r->name, device,
             why);
     json_object_object_add(doc, "error", json_object_new_string(why));
-    text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
-                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
+    text = json_object_to_json_string_ext(doc,
+                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     if (reply_topic && north_publish(reply_topic, text, strlen(text), 1, false) < 0)
-        log_msg(LOG_WARNING, "command: cannot publish the failure route=%s device=\"%s\"",
-                r->name, device);
+        log_msg(LOG_WARNING, "command: cannot publish the failure route=%s device=\"%s\"", r->name,
+                device);
     json_object_put(doc);
 }
 
@@ -195,8 +195,7 @@ static int device_address(const struct device *d, coap_address_t *addr, bool *dt
 
 /* A device that spoke to us is asked on that same session (its NAT binding points at our
  * server port); one with an address of its own gets a client session of ours. */
-static coap_session_t *open_session(const struct device *d, const coap_address_t *addr,
-                                    bool dtls)
+static coap_session_t *open_session(const struct device *d, const coap_address_t *addr, bool dtls)
 {
     coap_fixed_point_t ack_timeout = {C.conf->coap.ack_timeout, 0};
     coap_session_t *s = NULL;
@@ -268,13 +267,12 @@ static int request_body(const struct conf_command *cc, unsigned method, const ui
     return rc;
 }
 
-static int build_pdu(struct command *c, unsigned method, const char *path,
-                     const struct buf *body, coap_pdu_t **out)
+static int build_pdu(struct command *c, unsigned method, const char *path, const struct buf *body,
+                     coap_pdu_t **out)
 {
     const struct conf_command *cc = c->route->command;
     coap_pdu_t *pdu = coap_pdu_init(cc->confirmable ? COAP_MESSAGE_CON : COAP_MESSAGE_NON,
-                                    (coap_pdu_code_t)method,
-                                    coap_new_message_id(c->session),
+                                    (coap_pdu_code_t)method, coap_new_message_id(c->session),
                                     coap_session_max_pdu_size(c->session));
     uint8_t buf[4];
 
@@ -290,10 +288,9 @@ static int build_pdu(struct command *c, unsigned method, const char *path,
         p += n + (slash ? 1 : 0);
     }
     if (body->len) {
-        coap_add_option(pdu, COAP_OPTION_CONTENT_FORMAT,
-                        coap_encode_var_safe(buf, sizeof(buf),
-                                             (unsigned)codec_format_cf(cc->format)),
-                        buf);
+        coap_add_option(
+            pdu, COAP_OPTION_CONTENT_FORMAT,
+            coap_encode_var_safe(buf, sizeof(buf), (unsigned)codec_format_cf(cc->format)), buf);
         if (!coap_add_data(pdu, body->len, body->data)) {
             coap_delete_pdu(pdu);
             return -E2BIG;
@@ -345,15 +342,18 @@ static void start(const struct conf_route *r, struct captured *cap, const uint8_
     }
     d = device_by_name(name.s, name.len);
     if (!reply_topic || !path) {
-        publish_error(r, reply_topic, device, idp, "a topic level is not usable in the path or "
+        publish_error(r, reply_topic, device, idp,
+                      "a topic level is not usable in the path or "
                       "reply topic");
     } else if (!d) {
         publish_error(r, reply_topic, device, idp, "unknown device");
     } else if (!method) {
-        publish_error(r, reply_topic, device, idp, "unknown method: expected GET, POST, PUT or "
+        publish_error(r, reply_topic, device, idp,
+                      "unknown method: expected GET, POST, PUT or "
                       "DELETE");
     } else if (device_address(d, &addr, &dtls) < 0) {
-        publish_error(r, reply_topic, device, idp, "no address: the device has none configured "
+        publish_error(r, reply_topic, device, idp,
+                      "no address: the device has none configured "
                       "and has not been heard from");
     } else if (C.waiting.n >= COMMAND_MAX_WAITING) {
         publish_error(r, reply_topic, device, idp, "too many commands under way");
@@ -364,7 +364,8 @@ static void start(const struct conf_route *r, struct captured *cap, const uint8_
         publish_error(r, reply_topic, device, idp,
                       !d->conf || !d->conf->address ? "no session: the device has not spoken "
                                                       "lately and has no address configured"
-                      : dtls ? "cannot open a DTLS session" : "cannot open a session");
+                      : dtls                        ? "cannot open a DTLS session"
+                                                    : "cannot open a session");
     } else if (build_pdu(c, method, path, &body, &pdu) < 0) {
         publish_error(r, reply_topic, device, idp, "request too large for one message");
     } else {
@@ -432,8 +433,7 @@ static struct json_object *answer_data(const coap_pdu_t *received)
 
     if (!coap_get_data(received, &len, &data) || len == 0)
         return NULL;
-    if (fmt < 0 || codec_decode((enum conf_format)fmt, data, len, NULL, &doc, why,
-                                sizeof(why)) < 0)
+    if (fmt < 0 || codec_decode((enum conf_format)fmt, data, len, NULL, &doc, why, sizeof(why)) < 0)
         doc = json_object_new_string_len((const char *)data, (int)len);
     return doc;
 }
@@ -453,10 +453,10 @@ bool south_command_response(coap_session_t *session, const coap_pdu_t *received)
     doc = outcome_new(c->device, c->id);
     json_object_object_add(doc, "code", json_object_new_string(code));
     json_object_object_add(doc, "data", answer_data(received));
-    text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
-                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
-    log_msg(LOG_INFO, "command: answered route=%s device=\"%s\" code=%s", c->route->name,
-            c->device, code);
+    text = json_object_to_json_string_ext(doc,
+                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    log_msg(LOG_INFO, "command: answered route=%s device=\"%s\" code=%s", c->route->name, c->device,
+            code);
     if (north_publish(c->reply_topic, text, strlen(text), 1, false) < 0)
         log_msg(LOG_WARNING, "command: cannot publish the answer route=%s device=\"%s\"",
                 c->route->name, c->device);
@@ -530,8 +530,8 @@ int south_command_init(coap_context_t *ctx, const struct conf *conf)
         if (!grown)
             return -ENOMEM;
         C.filters = grown;
-        C.filters[C.n_filters] = tmpl_topic_filter(conf->routes[i].command->subscribe,
-                                                   conf->gateway_name);
+        C.filters[C.n_filters] =
+            tmpl_topic_filter(conf->routes[i].command->subscribe, conf->gateway_name);
         if (!C.filters[C.n_filters])
             return -ENOMEM;
         C.n_filters++;

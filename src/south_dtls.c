@@ -15,8 +15,8 @@ static struct {
 } D = {.rejected_log = LOG_LIMIT_INIT("south: rejected PSK identity/certificate")};
 
 /* libcoap copies the key it gets back, so pointing into the configuration is enough. */
-static const coap_bin_const_t *psk_for_identity(coap_bin_const_t *identity,
-                                                coap_session_t *session, void *arg)
+static const coap_bin_const_t *psk_for_identity(coap_bin_const_t *identity, coap_session_t *session,
+                                                void *arg)
 {
     struct device *dev;
 
@@ -24,30 +24,34 @@ static const coap_bin_const_t *psk_for_identity(coap_bin_const_t *identity,
     (void)arg;
     dev = identity ? device_by_psk_identity(identity->s, identity->length) : NULL;
     if (!dev || !dev->conf || !dev->conf->psk_key_len) {
-        log_msg_limited(&D.rejected_log, LOG_INFO, "south: rejected PSK identity=\"%.*s\" reason=\"unknown identity\"",
-                identity ? (int)identity->length : 0, identity ? (const char *)identity->s : "");
+        log_msg_limited(&D.rejected_log, LOG_INFO,
+                        "south: rejected PSK identity=\"%.*s\" reason=\"unknown identity\"",
+                        identity ? (int)identity->length : 0,
+                        identity ? (const char *)identity->s : "");
         return NULL;
     }
     return &D.keys[dev->conf - D.conf->devices];
 }
 
 /* Called per chain depth (OpenSSL: 1 then 0; GnuTLS: 0 only): the device is the leaf (0). */
-static int check_cn(const char *cn, const uint8_t *cert, size_t cert_len,
-                    coap_session_t *session, unsigned depth, int validated, void *arg)
+static int check_cn(const char *cn, const uint8_t *cert, size_t cert_len, coap_session_t *session,
+                    unsigned depth, int validated, void *arg)
 {
     (void)cert;
     (void)cert_len;
     (void)arg;
     if (!validated) {
-        log_msg_limited(&D.rejected_log, LOG_INFO, "south: rejected certificate cn=\"%s\" depth=%u reason=\"not valid\"",
-                cn ? cn : "", depth);
+        log_msg_limited(&D.rejected_log, LOG_INFO,
+                        "south: rejected certificate cn=\"%s\" depth=%u reason=\"not valid\"",
+                        cn ? cn : "", depth);
         return 0;
     }
     if (depth != 0)
         return 1;
     if (!cn || !device_by_cn(cn, strlen(cn))) {
-        log_msg_limited(&D.rejected_log, LOG_INFO, "south: rejected certificate cn=\"%s\" reason=\"unknown device\"",
-                cn ? cn : "");
+        log_msg_limited(&D.rejected_log, LOG_INFO,
+                        "south: rejected certificate cn=\"%s\" reason=\"unknown device\"",
+                        cn ? cn : "");
         return 0;
     }
     return south_session_set_cn(session, cn) == 0;
@@ -143,5 +147,3 @@ enum uplink_auth south_dtls_session_auth(const coap_session_t *session, const ch
     }
     return UPLINK_AUTH_ANON;
 }
-
-

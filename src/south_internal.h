@@ -44,12 +44,12 @@ struct answer_later *south_answer_new(coap_session_t *session, const coap_pdu_t 
 /* The handler takes the answer later: libcoap sends the empty ACK now. code is the answer
  * unless south_answer_give() brings another. false when libcoap cannot defer it (a is still
  * the caller's). */
-bool south_answer_defer(struct answer_later *a, coap_session_t *session,
-                        const coap_pdu_t *request, unsigned code);
+bool south_answer_defer(struct answer_later *a, coap_session_t *session, const coap_pdu_t *request,
+                        unsigned code);
 /* At the top of a handler: sends the answer when it is due. true: the request was such an
  * exchange (answered, or a retransmission answered with the empty ACK), nothing else to do. */
-bool south_answer_due(coap_resource_t *resource, coap_session_t *session,
-                      const coap_pdu_t *request, coap_pdu_t *response);
+bool south_answer_due(coap_resource_t *resource, coap_session_t *session, const coap_pdu_t *request,
+                      coap_pdu_t *response);
 /* At exit, after the last libcoap pass: the answers triggered but never sent. */
 void south_answer_free_triggered(void);
 
@@ -95,24 +95,24 @@ struct south_upload_limits {
     uint64_t idle_ms;       /* an upload without a block for this long is dropped */
 };
 struct south_upload_block {
-    const void *session;  /* the peer's session (compared only) */
-    const uint8_t *key;   /* what names the upload: request target and Request-Tag */
+    const void *session; /* the peer's session (compared only) */
+    const uint8_t *key;  /* what names the upload: request target and Request-Tag */
     size_t key_len;
-    unsigned num, szx;    /* Block1 NUM and SZX */
-    bool more;            /* Block1 M */
-    size_t declared;      /* Size1, 0 when absent */
+    unsigned num, szx; /* Block1 NUM and SZX */
+    bool more;         /* Block1 M */
+    size_t declared;   /* Size1, 0 when absent */
     int content_format;
-    const uint8_t *data;  /* this block's payload */
+    const uint8_t *data; /* this block's payload */
     size_t len;
 };
 enum { SOUTH_UPLOAD_MORE, SOUTH_UPLOAD_DONE, SOUTH_UPLOAD_ERROR };
 struct south_upload;
 struct south_upload_step {
-    unsigned code;               /* SOUTH_UPLOAD_ERROR: the answer (408, 413, 400, 503) */
+    unsigned code; /* SOUTH_UPLOAD_ERROR: the answer (408, 413, 400, 503) */
     const char *diag;
-    unsigned max_age;            /* with 503 */
-    size_t max_body;             /* with 413: the Size1 to answer (RFC 7959 2.9.3) */
-    const uint8_t *body;         /* SOUTH_UPLOAD_DONE: the whole body */
+    unsigned max_age;    /* with 503 */
+    size_t max_body;     /* with 413: the Size1 to answer (RFC 7959 2.9.3) */
+    const uint8_t *body; /* SOUTH_UPLOAD_DONE: the whole body */
     size_t len;
     struct south_upload *upload; /* SOUTH_UPLOAD_DONE: release with south_upload_done() */
     bool logged;                 /* the refusal was logged where it was decided */

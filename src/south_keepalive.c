@@ -15,7 +15,7 @@
 struct ka_session {
     coap_session_t *session;
     uint64_t last_ms; /* last request or pong */
-    coap_mid_t ping; /* outstanding ping, or COAP_INVALID_MID */
+    coap_mid_t ping;  /* outstanding ping, or COAP_INVALID_MID */
     struct ka_session *next;
 };
 

@@ -20,9 +20,9 @@ static void raise_rcvbuf(int fd, const struct sockaddr_storage *local,
                          const struct sockaddr_storage *peer, void *arg)
 {
     unsigned port = *(unsigned *)arg;
-    unsigned local_port = ntohs(local->ss_family == AF_INET
-                                    ? ((const struct sockaddr_in *)local)->sin_port
-                                    : ((const struct sockaddr_in6 *)local)->sin6_port);
+    unsigned local_port =
+        ntohs(local->ss_family == AF_INET ? ((const struct sockaddr_in *)local)->sin_port
+                                          : ((const struct sockaddr_in6 *)local)->sin6_port);
     int size = SOUTH_RCVBUF;
 
     if (peer || local_port != port)
@@ -38,8 +38,8 @@ static const char *scheme(const struct conf_listener *l)
 
 static int resolve(const struct conf_listener *l, coap_address_t *addr)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     char port[8];
     int rc;
@@ -47,8 +47,7 @@ static int resolve(const struct conf_listener *l, coap_address_t *addr)
     snprintf(port, sizeof(port), "%u", l->port);
     rc = getaddrinfo(l->host, port, &hints, &ai);
     if (rc != 0 || !ai) {
-        log_msg(LOG_ERR, "south: cannot resolve listener host=%s: %s", l->host,
-                gai_strerror(rc));
+        log_msg(LOG_ERR, "south: cannot resolve listener host=%s: %s", l->host, gai_strerror(rc));
         return -EINVAL;
     }
     coap_address_init(addr);
@@ -77,10 +76,11 @@ int south_listen_probe(const struct conf_listener *l)
         err = errno;
     close(fd);
     if (err == EADDRINUSE) {
-        log_msg(LOG_ERR, "south: cannot listen on %s://%s%s%s:%u: address already in use "
-                "(another coap2mqtt or CoAP server?)", scheme(l),
-                strchr(l->host, ':') ? "[" : "", l->host, strchr(l->host, ':') ? "]" : "",
-                l->port);
+        log_msg(LOG_ERR,
+                "south: cannot listen on %s://%s%s%s:%u: address already in use "
+                "(another coap2mqtt or CoAP server?)",
+                scheme(l), strchr(l->host, ':') ? "[" : "", l->host,
+                strchr(l->host, ':') ? "]" : "", l->port);
         return -EADDRINUSE;
     }
     return 0;
@@ -97,8 +97,7 @@ int south_listen(coap_context_t *ctx, const struct conf_listener *l)
         return rc;
     if (!coap_new_endpoint(ctx, &addr, proto)) {
         log_msg(LOG_ERR, "south: cannot listen on %s://%s%s%s:%u", scheme(l),
-                strchr(l->host, ':') ? "[" : "", l->host, strchr(l->host, ':') ? "]" : "",
-                l->port);
+                strchr(l->host, ':') ? "[" : "", l->host, strchr(l->host, ':') ? "]" : "", l->port);
         return -EADDRINUSE;
     }
     sockets_each(SOCK_DGRAM, raise_rcvbuf, &listen_port);

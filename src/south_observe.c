@@ -63,7 +63,7 @@ static struct {
     const struct conf *conf;
     struct loop_timer sweep; /* queue expiry and in-flight release */
     bool any_queue;
-    size_t waiting; /* messages in all queues: 0 spares every request the walk below */
+    size_t waiting;  /* messages in all queues: 0 spares every request the walk below */
     size_t inflight; /* messages in all in-flight lists: 0 spares every libcoap pass a check */
     bool exiting;
     struct obs_res *list;
@@ -76,8 +76,9 @@ static bool plus_for_device(void *ctx, const char *name, struct tmpl_slice *v)
 {
     const struct conf *conf = ctx;
 
-    v->s = strcmp(name, "device") == 0 ? "+" : strcmp(name, "gateway") == 0 ? conf->gateway_name
-                                                                               : NULL;
+    v->s = strcmp(name, "device") == 0    ? "+"
+           : strcmp(name, "gateway") == 0 ? conf->gateway_name
+                                          : NULL;
     if (!v->s)
         return false;
     v->len = strlen(v->s);
@@ -203,8 +204,8 @@ static void answer_text(const coap_pdu_t *request, coap_pdu_t *response, const c
     coap_opt_iterator_t it;
     coap_opt_t *accept = request ? coap_check_option(request, COAP_OPTION_ACCEPT, &it) : NULL;
 
-    if (accept && coap_decode_var_bytes(coap_opt_value(accept), coap_opt_length(accept)) ==
-                      CODEC_CF_CBOR) {
+    if (accept &&
+        coap_decode_var_bytes(coap_opt_value(accept), coap_opt_length(accept)) == CODEC_CF_CBOR) {
         struct json_object *doc = NULL;
         struct buf cbor = BUF_INIT;
         char why[8];
@@ -268,8 +269,10 @@ static void job_kick(void *arg)
 
     o->kick_posted = false;
     if (o->queue.n && !coap_resource_notify_observers(o->res, NULL))
-        log_msg(LOG_DEBUG, "south: queued for a device not observing route=%s device=\"%s\" "
-                "waiting=%zu", o->route->name, o->device->name, o->queue.n);
+        log_msg(LOG_DEBUG,
+                "south: queued for a device not observing route=%s device=\"%s\" "
+                "waiting=%zu",
+                o->route->name, o->device->name, o->queue.n);
 }
 
 /* Longest a CON notification can take before libcoap gives up on it (RFC 7252 4.8.2
@@ -337,8 +340,7 @@ static void answer_shared_state(const struct obs_res *o, const coap_pdu_t *reque
 }
 
 static void handle_get(coap_resource_t *resource, coap_session_t *session,
-                       const coap_pdu_t *request, const coap_string_t *query,
-                       coap_pdu_t *response)
+                       const coap_pdu_t *request, const coap_string_t *query, coap_pdu_t *response)
 {
     struct obs_res *o = coap_resource_get_userdata(resource);
     bool note = is_notification(o, session, request, response);
@@ -385,9 +387,9 @@ static char *device_path(const struct conf_route *r, const struct conf_device *d
 static int add_resource(coap_context_t *ctx, const struct conf_route *r,
                         const struct conf_device *d, coap_method_handler_t other_methods)
 {
-    static const coap_request_t others[] = {COAP_REQUEST_POST, COAP_REQUEST_PUT,
+    static const coap_request_t others[] = {COAP_REQUEST_POST,   COAP_REQUEST_PUT,
                                             COAP_REQUEST_DELETE, COAP_REQUEST_FETCH,
-                                            COAP_REQUEST_PATCH, COAP_REQUEST_IPATCH};
+                                            COAP_REQUEST_PATCH,  COAP_REQUEST_IPATCH};
     char *path = device_path(r, d);
     struct obs_res *o;
     coap_str_const_t *uri;
@@ -404,9 +406,10 @@ static int add_resource(coap_context_t *ctx, const struct conf_route *r,
     }
     o->route = r;
     o->device = d;
-    o->res = coap_resource_init(uri, COAP_RESOURCE_FLAGS_RELEASE_URI |
-                                         (r->observe->confirmable ? COAP_RESOURCE_FLAGS_NOTIFY_CON
-                                                                  : COAP_RESOURCE_FLAGS_NOTIFY_NON));
+    o->res =
+        coap_resource_init(uri, COAP_RESOURCE_FLAGS_RELEASE_URI |
+                                    (r->observe->confirmable ? COAP_RESOURCE_FLAGS_NOTIFY_CON
+                                                             : COAP_RESOURCE_FLAGS_NOTIFY_NON));
     if (!o->res) {
         free(o);
         return -ENOMEM;
@@ -540,8 +543,7 @@ static void report(const struct obs_res *o, const struct msgq_item *it, const ch
 }
 
 /* data: the decoded message (after data_field), NULL when it is not JSON (queued as it is). */
-static void enqueue(struct obs_res *o, struct json_object *data, const uint8_t *payload,
-                    size_t len)
+static void enqueue(struct obs_res *o, struct json_object *data, const uint8_t *payload, size_t len)
 {
     const struct conf_queue *q = o->route->observe->queue;
     struct json_object *id = NULL;
@@ -567,14 +569,14 @@ static void enqueue(struct obs_res *o, struct json_object *data, const uint8_t *
     }
     O.waiting++;
     /* One line per RPC, at info: an operator sees what waits for a sleepy device. */
-    log_msg(LOG_INFO, "south: queued route=%s device=\"%s\" id=%s waiting=%zu",
-            o->route->name, o->device->name, id_text ? id_text : "-", o->queue.n);
+    log_msg(LOG_INFO, "south: queued route=%s device=\"%s\" id=%s waiting=%zu", o->route->name,
+            o->device->name, id_text ? id_text : "-", o->queue.n);
     kick(o);
 }
 
 /* Which device, and what to notify, for one message on one route's subscription. */
-static void deliver(const struct obs_sub *s, const char *device_from_topic,
-                    const uint8_t *payload, size_t len)
+static void deliver(const struct obs_sub *s, const char *device_from_topic, const uint8_t *payload,
+                    size_t len)
 {
     const struct conf_observe *ob = s->route->observe;
     struct json_object *doc = NULL, *v = NULL, *data = NULL;
@@ -617,8 +619,8 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
     }
     o = device ? find(s->route, device) : NULL;
     if (!o) {
-        log_msg(LOG_DEBUG, "south: no observable resource route=%s device=\"%s\"",
-                s->route->name, device ? device : "-");
+        log_msg(LOG_DEBUG, "south: no observable resource route=%s device=\"%s\"", s->route->name,
+                device ? device : "-");
         goto out;
     }
     if (ob->queue) {
@@ -637,8 +639,8 @@ static void deliver(const struct obs_sub *s, const char *device_from_topic,
     o->data = text;
     observed = coap_resource_notify_observers(o->res, NULL);
     stats_count(observed ? STATS_NOTIFIED : STATS_UNOBSERVED, s->route);
-    log_msg(LOG_DEBUG, "south: notify route=%s device=\"%s\" bytes=%zu observed=%s",
-            s->route->name, o->device->name, strlen(text), observed ? "yes" : "no");
+    log_msg(LOG_DEBUG, "south: notify route=%s device=\"%s\" bytes=%zu observed=%s", s->route->name,
+            o->device->name, strlen(text), observed ? "yes" : "no");
 out:
     if (skip)
         log_msg(LOG_DEBUG, "south: message skipped route=%s bytes=%zu reason=\"%s\"",
@@ -683,8 +685,8 @@ static void acknowledged(struct obs_res *o, struct msgq_item *it, const char *kn
 {
     msgq_remove(&o->inflight, it);
     O.inflight--;
-    log_msg(LOG_INFO, "south: acknowledged route=%s device=\"%s\" id=%s known=%s",
-            o->route->name, o->device->name, it->id ? it->id : "-", known);
+    log_msg(LOG_INFO, "south: acknowledged route=%s device=\"%s\" id=%s known=%s", o->route->name,
+            o->device->name, it->id ? it->id : "-", known);
     msgq_item_free(it);
 }
 
@@ -720,9 +722,10 @@ void south_observe_nack(coap_session_t *session, coap_mid_t mid, coap_nack_reaso
                 msgq_push_front(&o->queue, it);
                 O.waiting++;
                 if (!O.exiting)
-                    log_msg(LOG_INFO, "south: not acknowledged route=%s device=\"%s\" id=%s: "
-                            "kept for the next contact", o->route->name, o->device->name,
-                            it->id ? it->id : "-");
+                    log_msg(LOG_INFO,
+                            "south: not acknowledged route=%s device=\"%s\" id=%s: "
+                            "kept for the next contact",
+                            o->route->name, o->device->name, it->id ? it->id : "-");
                 return;
             }
 }

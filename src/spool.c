@@ -127,8 +127,8 @@ static void msg_free(struct spool_msg *m)
     free(m);
 }
 
-static struct spool_msg *msg_new(const char *topic, size_t tlen, const void *payload,
-                                 size_t len, int qos, bool retain)
+static struct spool_msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t len,
+                                 int qos, bool retain)
 {
     struct spool_msg *m = calloc(1, sizeof(*m));
 

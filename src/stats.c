@@ -36,11 +36,10 @@ int stats_init(const struct conf *conf)
     if (!S.per_route)
         return -ENOMEM;
     if (conf->stats.topic) {
-        int rc = tmpl_expand_one(conf->stats.topic, "gateway", conf->gateway_name, TMPL_TOPIC,
-                                 &S.topic);
+        int rc =
+            tmpl_expand_one(conf->stats.topic, "gateway", conf->gateway_name, TMPL_TOPIC, &S.topic);
         if (rc < 0) {
-            log_msg(LOG_ERR, "stats: bad topic '%s' (only {gateway} is known)",
-                    conf->stats.topic);
+            log_msg(LOG_ERR, "stats: bad topic '%s' (only {gateway} is known)", conf->stats.topic);
             return rc;
         }
     }

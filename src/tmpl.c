@@ -311,8 +311,7 @@ static bool lookup_one(void *ctx, const char *name, struct tmpl_slice *v)
     return true;
 }
 
-int tmpl_expand_one(const char *text, const char *name, const char *value, int flags,
-                    char **out)
+int tmpl_expand_one(const char *text, const char *name, const char *value, int flags, char **out)
 {
     struct one_var o = {name, value};
     struct tmpl_str *t = NULL;

@@ -38,7 +38,7 @@ struct uplink_job {
     enum conf_format fmt;
     struct json_object *body; /* decoded body, owned */
     struct json_object *data; /* the part to shape (body or body_field), borrowed */
-    char request_id[12]; /* request routes: {request_id} */
+    char request_id[12];      /* request routes: {request_id} */
 };
 
 int uplink_init(const struct conf *conf, const struct route_table *routes,
@@ -93,8 +93,8 @@ static void fail(struct uplink_job *j, unsigned code, const char *fmt, ...)
     va_end(ap);
     log_msg_limited(&uplink_rejected_log, LOG_INFO,
                     "south: rejected peer=%s route=%s code=%u.%02u reason=\"%s\"",
-            j->req->peer ? j->req->peer : "-", j->route ? j->route->conf->name : "-",
-            code / 100, code % 100, j->res->diag);
+                    j->req->peer ? j->req->peer : "-", j->route ? j->route->conf->name : "-",
+                    code / 100, code % 100, j->res->diag);
 }
 
 static const struct tmpl_slice *var_get(const struct tmpl_vars *vars, const char *name)
@@ -158,8 +158,8 @@ static int pick_format(struct uplink_job *j)
     return -1;
 }
 
-static int find_device_in_slice(struct uplink_job *j, const char *what,
-                                const struct tmpl_slice *v, const char *type)
+static int find_device_in_slice(struct uplink_job *j, const char *what, const struct tmpl_slice *v,
+                                const char *type)
 {
     int err = 0;
 
@@ -199,9 +199,10 @@ static int identify(struct uplink_job *j)
         else if (r->auth == UPLINK_AUTH_CERT)
             j->device = device_by_cn(r->auth_id, r->auth_id_len);
         if (!j->device) {
-            fail(j, 401, r->auth == UPLINK_AUTH_NONE || r->auth == UPLINK_AUTH_ANON
-                             ? "DTLS credentials required"
-                             : "unknown DTLS identity");
+            fail(j, 401,
+                 r->auth == UPLINK_AUTH_NONE || r->auth == UPLINK_AUTH_ANON
+                     ? "DTLS credentials required"
+                     : "unknown DTLS identity");
             return -1;
         }
         return 0;
@@ -348,13 +349,14 @@ static int send_request(struct uplink_job *j, const struct buf *topic, const str
         return -1;
     }
     rc = U.ops.request(U.ops.ctx, j->route->conf, j->device ? j->device->name : NULL,
-                       (const char *)topic->data, body->data, body->len,
-                       (const char *)reply.data, j->request_id, waiter);
+                       (const char *)topic->data, body->data, body->len, (const char *)reply.data,
+                       j->request_id, waiter);
     buf_free(&reply);
     if (rc == -ENOTCONN || rc == -ENOBUFS) {
         j->res->max_age = U.conf->spool.retry_after ? (unsigned)U.conf->spool.retry_after : 30;
-        fail(j, 503, rc == -ENOTCONN ? "no broker to answer, retry later"
-                                     : "too many requests waiting, retry later");
+        fail(j, 503,
+             rc == -ENOTCONN ? "no broker to answer, retry later"
+                             : "too many requests waiting, retry later");
         return -1;
     }
     if (rc < 0) {
@@ -407,8 +409,7 @@ static int encode(struct uplink_job *j, struct buf *out)
         return -1;
     }
     if (rc == 0)
-        rc = c->output == CONF_OUT_CBOR ? codec_encode_cbor(doc, out)
-                                        : codec_encode_json(doc, out);
+        rc = c->output == CONF_OUT_CBOR ? codec_encode_cbor(doc, out) : codec_encode_json(doc, out);
     json_object_put(doc);
     if (rc < 0) {
         fail(j, 500, "cannot encode the document");
@@ -422,8 +423,8 @@ static int encode(struct uplink_job *j, struct buf *out)
 static int admit(struct uplink_job *j)
 {
     const struct uplink_req *req = j->req;
-    int rc = route_match(U.routes, req->method, req->segs, req->n_segs, req->query,
-                         req->n_query, &j->route, &j->vars);
+    int rc = route_match(U.routes, req->method, req->segs, req->n_segs, req->query, req->n_query,
+                         &j->route, &j->vars);
 
     if (rc == ROUTE_NO_MATCH) {
         fail(j, 404, "no route for this path");
@@ -499,8 +500,8 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
     if (rc == 0 && topic.len == 0)
         rc = -EINVAL;
     if (rc < 0) {
-        fail(&j, rc == -ENOMEM ? 500 : 400,
-             "topic variable '%s' is empty or holds '+', '#' or '/'", bad ? bad : "?");
+        fail(&j, rc == -ENOMEM ? 500 : 400, "topic variable '%s' is empty or holds '+', '#' or '/'",
+             bad ? bad : "?");
         goto out;
     }
     if (announce(&j) < 0)
@@ -511,8 +512,7 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
         waiter = res->waiter;
     } else {
         /* ack: broker holds the answer of a CON request until the broker has the reading. */
-        waiter = j.route->conf->ack == CONF_ACK_BROKER && req->confirmable ? new_waiter(&j)
-                                                                             : NULL;
+        waiter = j.route->conf->ack == CONF_ACK_BROKER && req->confirmable ? new_waiter(&j) : NULL;
         if (publish(&j, (const char *)topic.data, out.data, out.len, j.route->conf->qos,
                     j.route->conf->retain, waiter) < 0)
             goto out;
@@ -530,7 +530,9 @@ void uplink_handle(const struct uplink_req *req, struct uplink_res *res)
             "south: accepted peer=%s route=%s device=\"%s\" topic=%s bytes=%zu answer=%s",
             req->peer ? req->peer : "-", j.route->conf->name, j.device ? j.device->name : "-",
             (const char *)topic.data, out.len,
-            j.route->reply_topic ? "on-reply" : waiter ? "after-broker" : "now");
+            j.route->reply_topic ? "on-reply"
+            : waiter             ? "after-broker"
+                                 : "now");
 out:
     json_object_put(j.body);
     buf_free(&topic);

@@ -43,9 +43,9 @@ static struct {
 
 static void send_reading(struct dev *d)
 {
-    coap_pdu_t *pdu = coap_pdu_init(L.non ? COAP_MESSAGE_NON : COAP_MESSAGE_CON,
-                                    COAP_REQUEST_CODE_POST,
-                                    coap_new_message_id(d->s), coap_session_max_pdu_size(d->s));
+    coap_pdu_t *pdu =
+        coap_pdu_init(L.non ? COAP_MESSAGE_NON : COAP_MESSAGE_CON, COAP_REQUEST_CODE_POST,
+                      coap_new_message_id(d->s), coap_session_max_pdu_size(d->s));
     uint8_t tok[8], cf[4];
     size_t tl;
     char body[128];
@@ -60,8 +60,9 @@ static void send_reading(struct dev *d)
     coap_add_option(pdu, COAP_OPTION_CONTENT_FORMAT,
                     coap_encode_var_safe(cf, sizeof(cf), COAP_MEDIATYPE_APPLICATION_JSON), cf);
     t = wall_us();
-    n = snprintf(body, sizeof(body), "{\"dev\":%d,\"seq\":%" PRIu64 ",\"ts\":%" PRId64
-                 ",\"t\":%" PRId64 ",\"pad\":\"", d->idx, d->sent, t / 1000, t);
+    n = snprintf(body, sizeof(body),
+                 "{\"dev\":%d,\"seq\":%" PRIu64 ",\"ts\":%" PRId64 ",\"t\":%" PRId64 ",\"pad\":\"",
+                 d->idx, d->sent, t / 1000, t);
     while (n < 98)
         body[n++] = 'x';
     body[n++] = '"';
@@ -153,16 +154,36 @@ int main(int argc, char **argv)
     L.per_device = 1;
     while ((opt = getopt(argc, argv, "h:p:n:c:i:k:P:t:NH:")) != -1) {
         switch (opt) {
-        case 'h': host = optarg; break;
-        case 'p': port = optarg; break;
-        case 'n': L.n = atoi(optarg); break;
-        case 'c': L.per_device = strtoull(optarg, NULL, 10); break;
-        case 'i': id_prefix = optarg; break;
-        case 'k': key_prefix = optarg; break;
-        case 'P': L.path_fmt = optarg; break;
-        case 't': limit_s = atof(optarg); break;
-        case 'N': L.non = true; break;
-        case 'H': max_handshakes = atoi(optarg); break;
+        case 'h':
+            host = optarg;
+            break;
+        case 'p':
+            port = optarg;
+            break;
+        case 'n':
+            L.n = atoi(optarg);
+            break;
+        case 'c':
+            L.per_device = strtoull(optarg, NULL, 10);
+            break;
+        case 'i':
+            id_prefix = optarg;
+            break;
+        case 'k':
+            key_prefix = optarg;
+            break;
+        case 'P':
+            L.path_fmt = optarg;
+            break;
+        case 't':
+            limit_s = atof(optarg);
+            break;
+        case 'N':
+            L.non = true;
+            break;
+        case 'H':
+            max_handshakes = atoi(optarg);
+            break;
         default:
             fprintf(stderr, "usage: coap-dtls-load [-h HOST] [-p PORT] [-n DEVICES] "
                             "[-c PER_DEVICE] [-i ID_PREFIX] [-k KEY_PREFIX] [-P PATH] "
@@ -197,7 +218,8 @@ int main(int argc, char **argv)
             break;
     }
     t_end = now_s();
-    printf("{\"devices\":%d,\"mode\":\"%s\",\"sessions_up\":%d,\"answered\":%" PRIu64 ",\"errors\":%" PRIu64
+    printf("{\"devices\":%d,\"mode\":\"%s\",\"sessions_up\":%d,\"answered\":%" PRIu64
+           ",\"errors\":%" PRIu64
            ",\"handshake_s\":%.3f,\"handshakes_per_s\":%.1f,\"req_per_s\":%.1f}\n",
            L.n, L.non ? "NON" : "CON", L.up, L.answered, L.errors, t_up ? t_up - t0 : -1.0,
            t_up ? (double)L.n / (t_up - t0) : 0.0,

@@ -51,14 +51,19 @@ static struct {
     const char *host, *port, *path_fmt;
     int n_devices, window, payload_size;
     bool non;
-    double rate;           /* requests/s over all devices, 0 = flat out */
-    double duration_s;     /* 0 = until count */
-    uint64_t count;        /* readings in all, 0 = until duration */
-    double drain_s;        /* wait this long for the last answers */
+    double rate;       /* requests/s over all devices, 0 = flat out */
+    double duration_s; /* 0 = until count */
+    uint64_t count;    /* readings in all, 0 = until duration */
+    double drain_s;    /* wait this long for the last answers */
     struct sockaddr_storage addr;
     socklen_t addr_len;
-} O = {.host = "127.0.0.1", .port = "5683", .path_fmt = "/bench/d{n}", .n_devices = 1,
-       .window = 1, .payload_size = 100, .drain_s = 5};
+} O = {.host = "127.0.0.1",
+       .port = "5683",
+       .path_fmt = "/bench/d{n}",
+       .n_devices = 1,
+       .window = 1,
+       .payload_size = 100,
+       .drain_s = 5};
 
 /* Devices with a free window slot, oldest first (one entry per free slot): sending is O(1)
  * however many devices wait for their answers. */
@@ -140,10 +145,10 @@ static size_t build(struct device *d, int idx, uint16_t mid, uint32_t token, uin
     n += put_option(pdu + n, 12 - last, "\x32", 1);
     t = wall_us();
     /* "ts" in ms as devices send it; "t" in us for end-to-end latency */
-    blen = snprintf(body, sizeof(body),
-                    "{\"dev\":%d,\"seq\":%" PRIu64 ",\"ts\":%" PRId64 ",\"t\":%" PRId64
-                    ",\"pad\":\"",
-                    idx, d->seq, t / 1000, t);
+    blen =
+        snprintf(body, sizeof(body),
+                 "{\"dev\":%d,\"seq\":%" PRIu64 ",\"ts\":%" PRId64 ",\"t\":%" PRId64 ",\"pad\":\"",
+                 idx, d->seq, t / 1000, t);
     while (blen < O.payload_size - 2 && blen < (int)sizeof(body) - 3)
         body[blen++] = 'x';
     body[blen++] = '"';
@@ -299,18 +304,41 @@ int main(int argc, char **argv)
 
     while ((opt = getopt(argc, argv, "h:p:n:w:Nr:d:c:s:P:D:")) != -1) {
         switch (opt) {
-        case 'h': O.host = optarg; break;
-        case 'p': O.port = optarg; break;
-        case 'n': O.n_devices = atoi(optarg); break;
-        case 'w': O.window = atoi(optarg); break;
-        case 'N': O.non = true; break;
-        case 'r': O.rate = atof(optarg); break;
-        case 'd': O.duration_s = atof(optarg); break;
-        case 'c': O.count = strtoull(optarg, NULL, 10); break;
-        case 's': O.payload_size = atoi(optarg); break;
-        case 'P': O.path_fmt = optarg; break;
-        case 'D': O.drain_s = atof(optarg); break;
-        default: usage();
+        case 'h':
+            O.host = optarg;
+            break;
+        case 'p':
+            O.port = optarg;
+            break;
+        case 'n':
+            O.n_devices = atoi(optarg);
+            break;
+        case 'w':
+            O.window = atoi(optarg);
+            break;
+        case 'N':
+            O.non = true;
+            break;
+        case 'r':
+            O.rate = atof(optarg);
+            break;
+        case 'd':
+            O.duration_s = atof(optarg);
+            break;
+        case 'c':
+            O.count = strtoull(optarg, NULL, 10);
+            break;
+        case 's':
+            O.payload_size = atoi(optarg);
+            break;
+        case 'P':
+            O.path_fmt = optarg;
+            break;
+        case 'D':
+            O.drain_s = atof(optarg);
+            break;
+        default:
+            usage();
         }
     }
     if (O.n_devices < 1 || O.window < 1 || O.window > MAX_WINDOW || (!O.duration_s && !O.count) ||
@@ -330,8 +358,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < O.n_devices; i++) {
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
         devs[i].fd = socket(O.addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-        if (devs[i].fd < 0 ||
-            connect(devs[i].fd, (struct sockaddr *)&O.addr, O.addr_len) < 0 ||
+        if (devs[i].fd < 0 || connect(devs[i].fd, (struct sockaddr *)&O.addr, O.addr_len) < 0 ||
             epoll_ctl(ep, EPOLL_CTL_ADD, devs[i].fd, &ev) < 0) {
             fprintf(stderr, "coap-load: device %d: %s\n", i, strerror(errno));
             return 1;

@@ -92,12 +92,12 @@ static void send_request(void)
     coap_add_token(pdu, tl, tok);
     segs = coap_split_path((const uint8_t *)P.path, strlen(P.path), buf, &buflen);
     for (uint8_t *b = buf; segs-- > 0; b += coap_opt_size(b))
-        coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_URI_PATH, coap_opt_length(b),
-                                                    coap_opt_value(b)));
-    coap_insert_optlist(&opts, coap_new_optlist(COAP_OPTION_CONTENT_FORMAT,
-                                                coap_encode_var_safe(cf, sizeof(cf),
-                                                                     COAP_MEDIATYPE_APPLICATION_JSON),
-                                                cf));
+        coap_insert_optlist(
+            &opts, coap_new_optlist(COAP_OPTION_URI_PATH, coap_opt_length(b), coap_opt_value(b)));
+    coap_insert_optlist(
+        &opts, coap_new_optlist(
+                   COAP_OPTION_CONTENT_FORMAT,
+                   coap_encode_var_safe(cf, sizeof(cf), COAP_MEDIATYPE_APPLICATION_JSON), cf));
     coap_add_optlist_pdu(pdu, &opts);
     coap_delete_optlist(opts);
     n = snprintf(body, sizeof(body), "{\"probe\":%" PRIu64 "}", P.seq++);
@@ -165,15 +165,33 @@ int main(int argc, char **argv)
 
     while ((opt = getopt(argc, argv, "h:p:u:k:P:I:t:a:r:")) != -1) {
         switch (opt) {
-        case 'h': host = optarg; break;
-        case 'p': port = optarg; break;
-        case 'u': P.ident = optarg; break;
-        case 'k': P.key = optarg; break;
-        case 'P': P.path = optarg; break;
-        case 'I': interval_s = atof(optarg) / 1000.0; break;
-        case 't': limit_s = atof(optarg); break;
-        case 'a': P.ack_timeout = atof(optarg); break;
-        case 'r': P.max_retransmit = (unsigned)atoi(optarg); break;
+        case 'h':
+            host = optarg;
+            break;
+        case 'p':
+            port = optarg;
+            break;
+        case 'u':
+            P.ident = optarg;
+            break;
+        case 'k':
+            P.key = optarg;
+            break;
+        case 'P':
+            P.path = optarg;
+            break;
+        case 'I':
+            interval_s = atof(optarg) / 1000.0;
+            break;
+        case 't':
+            limit_s = atof(optarg);
+            break;
+        case 'a':
+            P.ack_timeout = atof(optarg);
+            break;
+        case 'r':
+            P.max_retransmit = (unsigned)atoi(optarg);
+            break;
         default:
             fprintf(stderr, "usage: coap-probe [-h HOST] [-p PORT] [-u PSK_ID -k PSK_KEY] "
                             "[-P PATH] [-I PAUSE_MS] [-t LIMIT_S] [-a ACK_TIMEOUT_S] "

@@ -56,18 +56,37 @@ int main(int argc, char **argv)
 
     while ((opt = getopt(argc, argv, "h:p:u:k:n:c:t:w:r:")) != -1) {
         switch (opt) {
-        case 'h': host = optarg; break;
-        case 'p': port = optarg; break;
-        case 'u': ident = optarg; break;
-        case 'k': key = optarg; break;
-        case 'n': total = strtoull(optarg, NULL, 10); break;
-        case 'c': conc = atoi(optarg); break;
-        case 't': limit_s = atof(optarg); break;
-        case 'w': wait_s = atof(optarg); break;
-        case 'r': rate = atof(optarg); break;
+        case 'h':
+            host = optarg;
+            break;
+        case 'p':
+            port = optarg;
+            break;
+        case 'u':
+            ident = optarg;
+            break;
+        case 'k':
+            key = optarg;
+            break;
+        case 'n':
+            total = strtoull(optarg, NULL, 10);
+            break;
+        case 'c':
+            conc = atoi(optarg);
+            break;
+        case 't':
+            limit_s = atof(optarg);
+            break;
+        case 'w':
+            wait_s = atof(optarg);
+            break;
+        case 'r':
+            rate = atof(optarg);
+            break;
         default:
-            fprintf(stderr, "usage: dtls-flood [-h HOST] [-p PORT] [-u PSK_ID] [-k PSK_KEY] "
-                            "[-n HANDSHAKES] [-c AT_ONCE] [-t LIMIT_S] [-w GIVE_UP_S] [-r PER_S]\n");
+            fprintf(stderr,
+                    "usage: dtls-flood [-h HOST] [-p PORT] [-u PSK_ID] [-k PSK_KEY] "
+                    "[-n HANDSHAKES] [-c AT_ONCE] [-t LIMIT_S] [-w GIVE_UP_S] [-r PER_S]\n");
             return 2;
         }
     }

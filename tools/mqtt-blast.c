@@ -101,13 +101,27 @@ int main(int argc, char **argv)
 
     while ((opt = getopt(argc, argv, "u:c:n:q:w:s:t:")) != -1) {
         switch (opt) {
-        case 'u': url = optarg; break;
-        case 'c': count = strtoull(optarg, NULL, 10); break;
-        case 'n': devices = strtoull(optarg, NULL, 10); break;
-        case 'q': qos = atoi(optarg); break;
-        case 'w': window = atoi(optarg); break;
-        case 's': size = atoi(optarg); break;
-        case 't': prefix = optarg; break;
+        case 'u':
+            url = optarg;
+            break;
+        case 'c':
+            count = strtoull(optarg, NULL, 10);
+            break;
+        case 'n':
+            devices = strtoull(optarg, NULL, 10);
+            break;
+        case 'q':
+            qos = atoi(optarg);
+            break;
+        case 'w':
+            window = atoi(optarg);
+            break;
+        case 's':
+            size = atoi(optarg);
+            break;
+        case 't':
+            prefix = optarg;
+            break;
         default:
             fprintf(stderr, "usage: mqtt-blast [-u URL] [-c COUNT] [-n DEVICES] [-q QOS] "
                             "[-w WINDOW] [-s BYTES] [-t TOPIC_PREFIX]\n");

@@ -35,7 +35,7 @@ static struct {
     int64_t last_us;
     uint64_t *seen_bits[MAX_DEVICES]; /* per device: a bitmap of sequence numbers */
     uint64_t cap[MAX_DEVICES];        /* bits in it */
-    int64_t *lat; /* us */
+    int64_t *lat;                     /* us */
     size_t n_lat, cap_lat;
     int max_dev;
 } S = {.max_dev = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
@@ -183,15 +183,33 @@ int main(int argc, char **argv)
     g_topic = "#";
     while ((opt = getopt(argc, argv, "u:t:q:e:Ei:n:k:r:")) != -1) {
         switch (opt) {
-        case 'u': url = optarg; break;
-        case 't': g_topic = optarg; break;
-        case 'q': g_qos = atoi(optarg); break;
-        case 'e': S.expected = strtoull(optarg, NULL, 10); break;
-        case 'E': expect_stdin = true; break;
-        case 'i': idle_s = atof(optarg); break;
-        case 'n': devices_expected = strtoull(optarg, NULL, 10); break;
-        case 'k': per_device = strtoull(optarg, NULL, 10); break;
-        case 'r': ready_file = optarg; break;
+        case 'u':
+            url = optarg;
+            break;
+        case 't':
+            g_topic = optarg;
+            break;
+        case 'q':
+            g_qos = atoi(optarg);
+            break;
+        case 'e':
+            S.expected = strtoull(optarg, NULL, 10);
+            break;
+        case 'E':
+            expect_stdin = true;
+            break;
+        case 'i':
+            idle_s = atof(optarg);
+            break;
+        case 'n':
+            devices_expected = strtoull(optarg, NULL, 10);
+            break;
+        case 'k':
+            per_device = strtoull(optarg, NULL, 10);
+            break;
+        case 'r':
+            ready_file = optarg;
+            break;
         default:
             fprintf(stderr, "usage: mqtt-count [-u URL] [-t FILTER] [-q QOS] [-e EXPECTED | -E]\n"
                             "       [-i IDLE_S] [-n DEVICES -k PER_DEVICE] [-r READY_FILE]\n");
@@ -253,7 +271,7 @@ int main(int argc, char **argv)
      * the holes below the highest number seen from each device (the load generator numbers
      * each device's readings from 0 without gaps). */
     for (int64_t d = 0; d < MAX_DEVICES && d <= (devices_expected ? (int64_t)devices_expected - 1
-                                                                   : (int64_t)S.max_dev);
+                                                                  : (int64_t)S.max_dev);
          d++) {
         uint64_t top = per_device;
         if (!top)

@@ -18,9 +18,8 @@ int attrs_fetch_init(const struct conf *conf, request_answer_fn answer, request_
  * @return 0 (asked; waiter is ours now), -ENOENT (nothing to ask: answer from the cache now),
  *         -ENOTCONN or another < 0 (cannot ask: answer from the cache now).
  */
-int attrs_fetch_start(const struct conf_route *route, const char *device,
-                      const char *client_keys, const char *shared_keys,
-                      struct answer_later *waiter);
+int attrs_fetch_start(const struct conf_route *route, const char *device, const char *client_keys,
+                      const char *shared_keys, struct answer_later *waiter);
 void attrs_fetch_free(void);
 
 #endif

@@ -58,8 +58,7 @@ struct codec_opts {
  *         out of range (both are the sender's fault), -ENOMEM.
  */
 int codec_decode(enum conf_format fmt, const uint8_t *body, size_t len,
-                 const struct codec_opts *opts, struct json_object **out, char *err,
-                 size_t errlen);
+                 const struct codec_opts *opts, struct json_object **out, char *err, size_t errlen);
 
 /* Compact JSON text of doc, appended to out (no spaces, "/" not escaped). */
 int codec_encode_json(struct json_object *doc, struct buf *out);

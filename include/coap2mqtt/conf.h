@@ -34,11 +34,11 @@ struct conf_attr {
 };
 
 struct conf_device {
-    char *name; /* required, unique */
-    char *type; /* default "default" */
-    char *token; /* access token in the path; NULL when none */
+    char *name;         /* required, unique */
+    char *type;         /* default "default" */
+    char *token;        /* access token in the path; NULL when none */
     char *psk_identity; /* DTLS PSK identity; NULL when none */
-    uint8_t *psk_key; /* raw key bytes (YAML: psk_key text, or psk_key_hex) */
+    uint8_t *psk_key;   /* raw key bytes (YAML: psk_key text, or psk_key_hex) */
     size_t psk_key_len;
     char *cert_cn; /* certificate CN naming this device; NULL when none */
     char *address; /* its own CoAP server: coap://host:port or coaps:// (PSK); NULL: none */
@@ -85,7 +85,8 @@ enum conf_output {
 /* How the published document is built from the decoded body. */
 enum conf_shape {
     CONF_SHAPE_BODY,       /* the body itself */
-    CONF_SHAPE_TIMESERIES, /* {"<device>":[{"ts":ms,"values":{...}}]} (ThingsBoard gateway telemetry) */
+    CONF_SHAPE_TIMESERIES, /* {"<device>":[{"ts":ms,"values":{...}}]} (ThingsBoard gateway
+                              telemetry) */
     CONF_SHAPE_BY_DEVICE,  /* {"<device>":{...}} (ThingsBoard gateway attributes) */
     CONF_SHAPE_ENVELOPE,   /* {"device":..,"type":..,"route":..,"ts":ms,"data":body} */
     CONF_SHAPE_REPLY,      /* {"device":..,"id":<path variable id>,"data":body} (RPC replies) */
@@ -110,26 +111,26 @@ struct conf_fetch {
 
 /* A gateway resource that devices observe (RFC 7641), fed by MQTT messages. */
 struct conf_observe {
-    char *subscribe; /* MQTT topic filter template; {device} matches one level */
-    char *device_field; /* the device is named by this payload field (shared topics) */
-    char *data_field; /* notify this field of the payload instead of all of it */
-    char *require; /* only messages whose data has this key (e.g. "method") */
-    int cache_shared; /* 1: keep the data as the device's shared attributes */
-    bool confirmable; /* CON notifications (default true) */
+    char *subscribe;          /* MQTT topic filter template; {device} matches one level */
+    char *device_field;       /* the device is named by this payload field (shared topics) */
+    char *data_field;         /* notify this field of the payload instead of all of it */
+    char *require;            /* only messages whose data has this key (e.g. "method") */
+    int cache_shared;         /* 1: keep the data as the device's shared attributes */
+    bool confirmable;         /* CON notifications (default true) */
     struct conf_queue *queue; /* NULL: the resource holds the latest message (a state) */
     struct conf_fetch *fetch; /* NULL: reads answer from the cache only */
 };
 
 /* An MQTT message becomes a CoAP request to a device that runs a CoAP server. */
 struct conf_command {
-    char *subscribe; /* topic filter template: {device} and other whole-level {vars} */
-    unsigned method; /* one CoAP request code: 1 GET, 2 POST, 3 PUT, 4 DELETE */
-    char *method_var; /* or the subscribe's {variable} naming it per message; NULL: fixed */
-    char *path;      /* on the device: "/valve"; may use the subscribe's {vars} */
+    char *subscribe;         /* topic filter template: {device} and other whole-level {vars} */
+    unsigned method;         /* one CoAP request code: 1 GET, 2 POST, 3 PUT, 4 DELETE */
+    char *method_var;        /* or the subscribe's {variable} naming it per message; NULL: fixed */
+    char *path;              /* on the device: "/valve"; may use the subscribe's {vars} */
     enum conf_format format; /* how the MQTT payload is sent: json, cbor, text, octets */
-    bool confirmable; /* CON (default) with retransmission, or NON */
-    char *reply_topic; /* template: {"device","code","data"} or {"device","error"} */
-    int timeout;       /* seconds for the whole exchange, default 30 */
+    bool confirmable;        /* CON (default) with retransmission, or NON */
+    char *reply_topic;       /* template: {"device","code","data"} or {"device","error"} */
+    int timeout;             /* seconds for the whole exchange, default 30 */
 };
 
 /* A request answered from MQTT (client-side RPC): published with an id, the first message
@@ -158,17 +159,17 @@ struct conf_query {
 };
 
 struct conf_route {
-    char *name; /* required, unique */
+    char *name;       /* required, unique */
     unsigned methods; /* CONF_METHOD_* bits; default POST|PUT */
-    char *path; /* URI template, "/api/v1/{token}/telemetry" */
+    char *path;       /* URI template, "/api/v1/{token}/telemetry" */
     struct conf_query *query;
     size_t n_query;
     enum conf_identity identity; /* default CONF_ID_TOKEN if path has {token}, else NONE */
     char *identity_var; /* path variable or payload field; default "token" / "deviceName" */
-    char *type_field; /* payload identity: field holding the device type (optional) */
-    char *body_field; /* payload identity: field holding the data (optional) */
+    char *type_field;   /* payload identity: field holding the device type (optional) */
+    char *body_field;   /* payload identity: field holding the data (optional) */
     bool allow_unknown; /* accept device names not configured (path/payload identity) */
-    unsigned formats; /* bits (1u << CONF_FMT_*); first listed = default without Content-Format */
+    unsigned formats;   /* bits (1u << CONF_FMT_*); first listed = default without Content-Format */
     enum conf_format default_format;
     enum conf_csv_layout csv_layout;
     char **csv_keys;
@@ -177,13 +178,13 @@ struct conf_route {
     enum conf_output output;
     enum conf_shape shape;
     char *topic; /* MQTT topic template */
-    int qos; /* 0..2, default 1 */
+    int qos;     /* 0..2, default 1 */
     bool retain;
-    enum conf_ack ack; /* default: broker for QoS 1 and 2, received for QoS 0 */
+    enum conf_ack ack;            /* default: broker for QoS 1 and 2, received for QoS 0 */
     struct conf_observe *observe; /* NULL for uplink routes */
     struct conf_request *request; /* NULL unless the request is answered from MQTT */
     struct conf_command *command; /* NULL unless MQTT messages become requests to devices */
-    int cache_client; /* 1: keep the body as the device's client attributes */
+    int cache_client;             /* 1: keep the body as the device's client attributes */
     struct conf_mark mark;
 };
 
@@ -193,41 +194,41 @@ enum conf_mqtt_protocol {
 };
 
 struct conf_mqtt {
-    char *url; /* mqtt://host:port or mqtts://host:port; NULL or "" = none configured */
+    char *url;       /* mqtt://host:port or mqtts://host:port; NULL or "" = none configured */
     char *client_id; /* default "coap2mqtt-<gateway name>" */
     char *username;
     char *password;
     char *ca_file;
     char *cert_file;
     char *key_file;
-    bool verify; /* verify the broker certificate, default true */
+    bool verify;                      /* verify the broker certificate, default true */
     enum conf_mqtt_protocol protocol; /* default 3.1.1 */
-    int keepalive; /* seconds, default 30 */
-    char *status_topic; /* template; default "coap2mqtt/{gateway}/status" */
-    int reconnect_min; /* seconds, default 1 */
-    int reconnect_max; /* seconds, default 60 */
-    int inflight; /* messages handed to the broker and not yet acknowledged, default 100 */
-    int drain_rate; /* messages per second to the broker, 0 = unlimited (default) */
+    int keepalive;                    /* seconds, default 30 */
+    char *status_topic;               /* template; default "coap2mqtt/{gateway}/status" */
+    int reconnect_min;                /* seconds, default 1 */
+    int reconnect_max;                /* seconds, default 60 */
+    int inflight;       /* messages handed to the broker and not yet acknowledged, default 100 */
+    int drain_rate;     /* messages per second to the broker, 0 = unlimited (default) */
     int session_expiry; /* seconds the broker keeps the session; 0 = clean sessions (default) */
 };
 
 struct conf_spool {
-    char *dir; /* NULL: memory only */
+    char *dir;           /* NULL: memory only */
     size_t max_messages; /* default 10000 */
-    size_t max_bytes; /* default 16 MiB */
-    bool fsync; /* default false */
-    int retry_after; /* Max-Age of the 5.03 sent when full, default 30 */
+    size_t max_bytes;    /* default 16 MiB */
+    bool fsync;          /* default false */
+    int retry_after;     /* Max-Age of the 5.03 sent when full, default 30 */
 };
 
 struct conf_stats {
-    char *topic; /* template, retained; default "coap2mqtt/{gateway}/stats", "" disables */
+    char *topic;  /* template, retained; default "coap2mqtt/{gateway}/stats", "" disables */
     int interval; /* seconds, default 60 */
 };
 
 /* Published once per device and MQTT connection before its first data. */
 struct conf_announce {
-    char *topic;   /* template, NULL = no announcement */
-    char *payload; /* template; values are JSON-escaped when expanded */
+    char *topic;            /* template, NULL = no announcement */
+    char *payload;          /* template; values are JSON-escaped when expanded */
     char *attributes_topic; /* template: a device's static attributes as {"<device>":{...}} */
     int qos;
 };
@@ -235,27 +236,27 @@ struct conf_announce {
 struct conf_coap {
     struct conf_listener *listeners;
     size_t n_listeners;
-    char *psk_hint; /* identity hint sent to PSK clients, default NULL */
-    char *cert_file; /* PKI: server certificate (PEM) */
-    char *key_file;  /* PKI: server private key (PEM) */
-    char *ca_file;   /* PKI: CA that signs client certificates */
+    char *psk_hint;           /* identity hint sent to PSK clients, default NULL */
+    char *cert_file;          /* PKI: server certificate (PEM) */
+    char *key_file;           /* PKI: server private key (PEM) */
+    char *ca_file;            /* PKI: CA that signs client certificates */
     bool require_client_cert; /* default false */
-    unsigned max_sessions; /* default 1000 */
-    size_t max_body_size; /* bytes, default 65536 */
-    unsigned block_size; /* preferred block size for Block2, default 1024 */
+    unsigned max_sessions;    /* default 1000 */
+    size_t max_body_size;     /* bytes, default 65536 */
+    unsigned block_size;      /* preferred block size for Block2, default 1024 */
     unsigned session_timeout; /* idle seconds before a session is dropped, default 300 */
     /* Sessions that have not shown a device's credentials: at most this many (the oldest
      * idle one goes), dropped after this many idle seconds; defaults 256 and 10. */
     unsigned max_unauth_sessions;
     unsigned unauth_timeout;
-    unsigned keepalive; /* ping sessions idle this long (seconds); 0 = off (default) */
-    unsigned ack_timeout; /* RFC 7252 ACK_TIMEOUT for the gateway's CON messages, default 2 */
+    unsigned keepalive;      /* ping sessions idle this long (seconds); 0 = off (default) */
+    unsigned ack_timeout;    /* RFC 7252 ACK_TIMEOUT for the gateway's CON messages, default 2 */
     unsigned max_retransmit; /* RFC 7252 MAX_RETRANSMIT, default 4 */
 };
 
 struct conf {
     char *gateway_name; /* default "coap2mqtt" */
-    int log_level; /* LOG_ERR..LOG_DEBUG, default LOG_INFO */
+    int log_level;      /* LOG_ERR..LOG_DEBUG, default LOG_INFO */
     bool log_syslog;
     struct conf_coap coap;
     struct conf_mqtt mqtt;

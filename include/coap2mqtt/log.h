@@ -24,12 +24,15 @@ struct log_limit {
     unsigned n;
     unsigned long suppressed;
 };
-#define LOG_LIMIT_INIT(what) {(what), 0, 0, 0}
+#define LOG_LIMIT_INIT(what)                                                                       \
+    {                                                                                              \
+        (what), 0, 0, 0                                                                            \
+    }
 /* True when a line of this kind may be written now. */
 bool log_limit_allow(struct log_limit *l);
 #define log_msg_limited(limit, level, ...)                                                         \
     do {                                                                                           \
-        if ((level) <= log_level && log_limit_allow(limit))                                       \
+        if ((level) <= log_level && log_limit_allow(limit))                                        \
             log_write((level), __VA_ARGS__);                                                       \
     } while (0)
 

@@ -15,8 +15,8 @@
 
 /* How a waiting device is answered: code (205, 504, ...) and body (a reply as published;
  * the diagnostic text of an error). */
-typedef void (*request_answer_fn)(struct answer_later *waiter, unsigned code,
-                                  const uint8_t *body, size_t len);
+typedef void (*request_answer_fn)(struct answer_later *waiter, unsigned code, const uint8_t *body,
+                                  size_t len);
 /* Drops a waiter nobody will answer (shutdown). */
 typedef void (*request_drop_fn)(struct answer_later *waiter);
 
@@ -29,8 +29,8 @@ int request_init(const struct conf *conf, request_answer_fn answer, request_drop
  * Publish a request and wait for its reply (an uplink_ops.request).
  * @return 0 (waiter is ours now), -ENOTCONN, -ENOBUFS (too many waiting), -EIO, -ENOMEM.
  */
-int request_send(void *ctx, const struct conf_route *route, const char *device,
-                 const char *topic, const uint8_t *payload, size_t len, const char *reply_topic,
+int request_send(void *ctx, const struct conf_route *route, const char *device, const char *topic,
+                 const uint8_t *payload, size_t len, const char *reply_topic,
                  const char *request_id, struct answer_later *waiter);
 /* Requests waiting for a reply now. */
 size_t request_waiting(void);

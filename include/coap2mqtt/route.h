@@ -13,7 +13,7 @@ struct route {
     struct tmpl_path *path;
     struct tmpl_str *topic;
     struct tmpl_str *reply_topic; /* request routes only */
-    char **query_vars; /* per conf query entry: capture name, or NULL for a literal */
+    char **query_vars;            /* per conf query entry: capture name, or NULL for a literal */
 };
 
 struct route_table {
@@ -30,8 +30,7 @@ struct route_table {
  * Compile every route of conf (templates already validated by conf_load).
  * @return 0, -EINVAL (message in err), -ENOMEM.
  */
-int route_table_build(const struct conf *conf, struct route_table **out, char *err,
-                      size_t errlen);
+int route_table_build(const struct conf *conf, struct route_table **out, char *err, size_t errlen);
 void route_table_free(struct route_table *t);
 
 /**

@@ -15,7 +15,7 @@ struct shape_ctx {
     const char *type;
     const char *route;
     uint64_t now_ms; /* the gateway's receive time */
-    const char *id; /* REPLY: the request id (a path variable), not NUL-terminated */
+    const char *id;  /* REPLY: the request id (a path variable), not NUL-terminated */
     size_t id_len;
 };
 

@@ -7,14 +7,14 @@
 #include "coap2mqtt/conf.h"
 
 enum stats_counter {
-    STATS_RECEIVED,   /* requests that reached the pipeline */
-    STATS_ACCEPTED,   /* readings taken into the spool */
-    STATS_DUPLICATES, /* retransmissions answered from the duplicate cache */
-    STATS_REFUSED,    /* 5.03: the gateway could not take more */
-    STATS_REJECTED,   /* 4.xx answers */
-    STATS_NOTIFIED,   /* observe pushes that reached at least one observer */
-    STATS_UNOBSERVED, /* observe pushes for a device nobody observed */
-    STATS__ROUTE_COUNT, /* the counters above are also kept per route */
+    STATS_RECEIVED,                   /* requests that reached the pipeline */
+    STATS_ACCEPTED,                   /* readings taken into the spool */
+    STATS_DUPLICATES,                 /* retransmissions answered from the duplicate cache */
+    STATS_REFUSED,                    /* 5.03: the gateway could not take more */
+    STATS_REJECTED,                   /* 4.xx answers */
+    STATS_NOTIFIED,                   /* observe pushes that reached at least one observer */
+    STATS_UNOBSERVED,                 /* observe pushes for a device nobody observed */
+    STATS__ROUTE_COUNT,               /* the counters above are also kept per route */
     STATS_PINGS = STATS__ROUTE_COUNT, /* keepalive pings sent to idle devices */
     STATS_PEERS_LOST, /* devices that stopped answering pings (observations dropped) */
     STATS__COUNT

@@ -48,8 +48,7 @@ size_t tmpl_path_segments(const struct tmpl_path *p);
 int tmpl_str_parse(const char *text, struct tmpl_str **out, char *err, size_t errlen);
 void tmpl_str_free(struct tmpl_str *t);
 /* Calls fn(arg, name) for each placeholder; stops and returns the first non-zero result. */
-int tmpl_str_each_var(const struct tmpl_str *t, int (*fn)(void *arg, const char *name),
-                      void *arg);
+int tmpl_str_each_var(const struct tmpl_str *t, int (*fn)(void *arg, const char *name), void *arg);
 
 /* Look a variable up at expansion time; false when unknown. */
 typedef bool (*tmpl_lookup_fn)(void *ctx, const char *name, struct tmpl_slice *value);
@@ -71,8 +70,7 @@ int tmpl_str_expand(const struct tmpl_str *t, tmpl_lookup_fn fn, void *ctx, int 
  * @return 0 with *out set (free it); -EINVAL for another variable or a refused value;
  *         -ENOMEM.
  */
-int tmpl_expand_one(const char *text, const char *name, const char *value, int flags,
-                    char **out);
+int tmpl_expand_one(const char *text, const char *name, const char *value, int flags, char **out);
 
 /**
  * The MQTT subscription for a topic template: {gateway} filled in, every other level that

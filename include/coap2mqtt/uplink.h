@@ -47,12 +47,12 @@ struct uplink_req {
 };
 
 struct uplink_res {
-    unsigned code; /* class * 100 + detail: 204 = 2.04, 401 = 4.01 */
+    unsigned code;    /* class * 100 + detail: 204 = 2.04, 401 = 4.01 */
     unsigned max_age; /* seconds; sent with 5.03 */
-    char diag[160]; /* diagnostic payload of an error response */
-    bool pending; /* taken; the answer comes later through waiter (`code` once the broker
-                   * acknowledges, or a reply from MQTT) */
-    struct answer_later *waiter; /* what waiter_new() made; the caller frees it when !pending */
+    char diag[160];   /* diagnostic payload of an error response */
+    bool pending;     /* taken; the answer comes later through waiter (`code` once the broker
+                       * acknowledges, or a reply from MQTT) */
+    struct answer_later *waiter;    /* what waiter_new() made; the caller frees it when !pending */
     const struct conf_route *route; /* the matched route, NULL when none */
     const char *device; /* the device identified, NULL when none (valid until the next call) */
     struct device *dev;
@@ -65,10 +65,9 @@ struct uplink_ops {
                    bool retain, struct answer_later *waiter);
     /* Request routes: publish now and answer waiter with the reply on reply_topic. 0 when
      * taken (waiter is then the callee's), -ENOTCONN / -ENOBUFS (5.03), other < 0 (5.00). */
-    int (*request)(void *ctx, const struct conf_route *route, const char *device,
-                   const char *topic, const uint8_t *payload, size_t len,
-                   const char *reply_topic, const char *request_id,
-                   struct answer_later *waiter);
+    int (*request)(void *ctx, const struct conf_route *route, const char *device, const char *topic,
+                   const uint8_t *payload, size_t len, const char *reply_topic,
+                   const char *request_id, struct answer_later *waiter);
     void *ctx;
 };
 

@@ -62,10 +62,8 @@ static bool active; /* only while conf_load() runs: replay.c reads its corpus wi
 
 /* The environment the configuration sees. */
 static const char *const env[][2] = {
-    {"C2M_GATEWAY", "fuzz-gw"},
-    {"C2M_EMPTY", ""},
-    {"C2M_INC", "inc"},
-    {"MQTT_URL", "mqtt://127.0.0.1:1883"},
+    {"C2M_GATEWAY", "fuzz-gw"}, {"C2M_EMPTY", ""},
+    {"C2M_INC", "inc"},         {"MQTT_URL", "mqtt://127.0.0.1:1883"},
     {"HOME", "/fuzz"},
 };
 

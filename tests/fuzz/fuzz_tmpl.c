@@ -47,8 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         segs[n++].len = len;
         s += len + (e ? 1 : 0);
     }
-    if (tmpl_path_parse(text, &p, err, sizeof(err)) == 0 &&
-        tmpl_path_match(p, segs, n, &vars) && tmpl_str_parse(text, &t, err, sizeof(err)) == 0)
+    if (tmpl_path_parse(text, &p, err, sizeof(err)) == 0 && tmpl_path_match(p, segs, n, &vars) &&
+        tmpl_str_parse(text, &t, err, sizeof(err)) == 0)
         tmpl_str_expand(t, lookup, &vars, TMPL_TOPIC | TMPL_JSON, &out, NULL);
     tmpl_str_free(t);
     tmpl_path_free(p);

@@ -11,7 +11,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const struct south_upload_limits LIMITS = {
-    .max_body = 2048, .max_uploads = 6, .max_per_peer = 2, .max_total_bytes = 6144,
+    .max_body = 2048,
+    .max_uploads = 6,
+    .max_per_peer = 2,
+    .max_total_bytes = 6144,
     .idle_ms = 60000,
 };
 

@@ -122,7 +122,7 @@ static void test_cbor_rfc8949_vectors(void **state)
         {"\x9f\x01\x82\x02\x03\x9f\x04\x05\xff\xff", 10, "[1,[2,3],[4,5]]"},
         {"\xbf\x61\x61\x01\x61\x62\x9f\x02\x03\xff\xff", 11, "{\"a\":1,\"b\":[2,3]}"},
         {"\x7f\x65\x73\x74\x72\x65\x61\x64\x6d\x69\x6e\x67\xff", 13, "\"streaming\""},
-        {"\xa1\x01\x61\x78", 4, "{\"1\":\"x\"}"}, /* integer keys become text */
+        {"\xa1\x01\x61\x78", 4, "{\"1\":\"x\"}"},      /* integer keys become text */
         {"\xc1\x1a\x51\x4b\x67\xb0", 6, "1363896240"}, /* tag dropped, content kept */
     };
 
@@ -159,7 +159,8 @@ static void test_cbor_hostile(void **state)
         {"\x62\xc3\x28", 3, "invalid CBOR at offset 3: text string is not UTF-8"},
         {"\x3b\x80\x00\x00\x00\x00\x00\x00\x00", 9,
          "invalid CBOR at offset 9: negative integer out of range"},
-        {"\x5f\x61\x61\xff", 4, "invalid CBOR at offset 2: bad chunk in an indefinite-length string"},
+        {"\x5f\x61\x61\xff", 4,
+         "invalid CBOR at offset 2: bad chunk in an indefinite-length string"},
         {"", 0, "invalid CBOR: empty body"},
     };
 
@@ -392,8 +393,8 @@ static void test_csv_seed_name_type(void **state)
 static void test_csv_keys(void **state)
 {
     static char *keys[] = {S("temperature"), S("humidity"), S("label")};
-    struct codec_opts o = {.csv_layout = CONF_CSV_KEYS, .csv_keys = keys, .n_csv_keys = 3,
-                           .csv_separator = ';'};
+    struct codec_opts o = {
+        .csv_layout = CONF_CSV_KEYS, .csv_keys = keys, .n_csv_keys = 3, .csv_separator = ';'};
 
     (void)state;
     assert_string_equal(decode_as_json(CONF_FMT_CSV, "-3.5;40;+1", 10, &o),

@@ -17,18 +17,26 @@
 static struct conf_query q_fmt[] = {{S("format"), S("csv")}, {S("unit"), S("{unit}")}};
 
 static struct conf_route routes[] = {
-    {.name = S("by-token"), .methods = CONF_METHOD_POST, .path = S("/api/v1/{token}/telemetry"),
+    {.name = S("by-token"),
+     .methods = CONF_METHOD_POST,
+     .path = S("/api/v1/{token}/telemetry"),
      .topic = S("t/{token}")},
-    {.name = S("dtls"), .methods = CONF_METHOD_POST | CONF_METHOD_PUT,
-     .path = S("/api/v1/telemetry/now"), .topic = S("t/dtls")},
-    {.name = S("query"), .methods = CONF_METHOD_PUT, .path = S("/q/{id}"), .query = q_fmt,
-     .n_query = 2, .topic = S("q/{id}/{unit}")},
+    {.name = S("dtls"),
+     .methods = CONF_METHOD_POST | CONF_METHOD_PUT,
+     .path = S("/api/v1/telemetry/now"),
+     .topic = S("t/dtls")},
+    {.name = S("query"),
+     .methods = CONF_METHOD_PUT,
+     .path = S("/q/{id}"),
+     .query = q_fmt,
+     .n_query = 2,
+     .topic = S("q/{id}/{unit}")},
 };
 
 static struct conf conf = {.routes = routes, .n_routes = 3};
 
-static int match(struct route_table *t, unsigned method, const char *path,
-                 const char *const *query, const struct route **r, struct tmpl_vars *vars)
+static int match(struct route_table *t, unsigned method, const char *path, const char *const *query,
+                 const struct route **r, struct tmpl_vars *vars)
 {
     struct tmpl_slice segs[16], q[8];
     size_t nq = 0;

@@ -133,8 +133,7 @@ static void test_bounds_refuse_without_taking(void **state)
     assert_int_equal(spool_put("t", "3", 1, 1, false, NULL, &seq), -ENOBUFS);
     assert_int_equal(spool_depth(), 2);
     spool_close(NULL);
-    assert_int_equal(spool_open(&(struct spool_limits){.max_messages = 10, .max_bytes = 1024}),
-                     0);
+    assert_int_equal(spool_open(&(struct spool_limits){.max_messages = 10, .max_bytes = 1024}), 0);
     memset(big, 'x', sizeof(big));
     assert_int_equal(spool_put("t", big, sizeof(big), 1, false, NULL, &seq), -ENOBUFS);
     assert_int_equal(spool_depth(), 0);
@@ -186,7 +185,7 @@ static void test_corrupt_and_truncated_records_are_skipped(void **state)
     spool_close(NULL);
     p = memmem(log, len, "SECOND", 6);
     assert_non_null(p);
-    p[2] = 'X'; /* the second record's CRC no longer matches */
+    p[2] = 'X';         /* the second record's CRC no longer matches */
     spit(log, len - 3); /* and the fourth is cut short */
     free(log);
     assert_int_equal(spool_open(&lim), 0);

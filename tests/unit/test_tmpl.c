@@ -119,8 +119,7 @@ static void test_str_expand_refuses_injection(void **state)
         const char *vars[] = {"ch", bad_values[i], NULL};
         struct buf out = BUF_INIT;
         const char *bad = NULL;
-        assert_int_equal(tmpl_str_expand(t, lookup, (void *)vars, TMPL_TOPIC, &out, &bad),
-                         -EINVAL);
+        assert_int_equal(tmpl_str_expand(t, lookup, (void *)vars, TMPL_TOPIC, &out, &bad), -EINVAL);
         assert_string_equal(bad, "ch");
         buf_free(&out);
     }
@@ -145,8 +144,7 @@ static void test_str_expand_json_escapes(void **state)
     (void)state;
     /* JSON braces around placeholders stay literal. */
     assert_int_equal(
-        tmpl_str_parse("{\"device\":\"{device}\",\"type\":\"{type}\"}", &t, err, sizeof(err)),
-        0);
+        tmpl_str_parse("{\"device\":\"{device}\",\"type\":\"{type}\"}", &t, err, sizeof(err)), 0);
     assert_int_equal(tmpl_str_expand(t, lookup, vars, TMPL_JSON, &out, NULL), 0);
     assert_string_equal((char *)out.data, "{\"device\":\"A \\\"q\\\"\\\\\\n\",\"type\":\"t\"}");
     buf_free(&out);

@@ -23,35 +23,76 @@
 static struct conf_attr attrs_b[] = {{S("model"), S("\"TH-2\"")}, {S("floor"), S("3")}};
 
 static struct conf_device devices[] = {
-    {.name = S("Device A"), .type = S("Sensor A"), .token = S("A1_TEST_TOKEN"),
-     .psk_identity = S("device-a"), .cert_cn = S("device-a")},
-    {.name = S("Device \"B\""), .type = S("Sensor B"), .token = S("B1_TEST_TOKEN"),
-     .attrs = attrs_b, .n_attrs = 2},
+    {.name = S("Device A"),
+     .type = S("Sensor A"),
+     .token = S("A1_TEST_TOKEN"),
+     .psk_identity = S("device-a"),
+     .cert_cn = S("device-a")},
+    {.name = S("Device \"B\""),
+     .type = S("Sensor B"),
+     .token = S("B1_TEST_TOKEN"),
+     .attrs = attrs_b,
+     .n_attrs = 2},
 };
 
 #define FMT(f) (1u << CONF_FMT_##f)
 
 static struct conf_route routes[] = {
-    {.name = S("tb-telemetry"), .methods = CONF_METHOD_POST, .path = S("/api/v1/{token}/telemetry"),
-     .identity = CONF_ID_TOKEN, .identity_var = S("token"), .formats = FMT(JSON) | FMT(CBOR),
-     .default_format = CONF_FMT_JSON, .shape = CONF_SHAPE_TIMESERIES,
-     .topic = S("v1/gateway/telemetry"), .qos = 1},
-    {.name = S("tb-attributes"), .methods = CONF_METHOD_POST,
-     .path = S("/api/v1/{token}/attributes"), .identity = CONF_ID_TOKEN, .identity_var = S("token"),
-     .formats = FMT(JSON), .default_format = CONF_FMT_JSON, .shape = CONF_SHAPE_BY_DEVICE,
-     .topic = S("v1/gateway/attributes"), .qos = 1},
-    {.name = S("raw"), .methods = CONF_METHOD_POST | CONF_METHOD_PUT,
-     .path = S("/raw/{token}/{channel}"), .identity = CONF_ID_TOKEN, .identity_var = S("token"),
-     .formats = FMT(JSON) | FMT(CBOR), .default_format = CONF_FMT_JSON, .shape = CONF_SHAPE_BODY,
-     .output = CONF_OUT_JSON, .topic = S("raw/{device}/{channel}"), .qos = 0},
-    {.name = S("dtls"), .methods = CONF_METHOD_POST, .path = S("/api/v1/telemetry"),
-     .identity = CONF_ID_DTLS, .formats = FMT(JSON), .default_format = CONF_FMT_JSON,
-     .shape = CONF_SHAPE_BY_DEVICE, .topic = S("d/{device}"), .qos = 1},
-    {.name = S("csv"), .methods = CONF_METHOD_POST | CONF_METHOD_PUT, .path = S("/i/integration"),
-     .identity = CONF_ID_PAYLOAD, .identity_var = S("deviceName"), .type_field = S("deviceType"),
-     .body_field = S("telemetry"), .allow_unknown = true, .formats = FMT(CSV),
-     .default_format = CONF_FMT_CSV, .csv_layout = CONF_CSV_NAME_TYPE, .csv_separator = ',',
-     .shape = CONF_SHAPE_TIMESERIES, .topic = S("v1/gateway/telemetry"), .qos = 1},
+    {.name = S("tb-telemetry"),
+     .methods = CONF_METHOD_POST,
+     .path = S("/api/v1/{token}/telemetry"),
+     .identity = CONF_ID_TOKEN,
+     .identity_var = S("token"),
+     .formats = FMT(JSON) | FMT(CBOR),
+     .default_format = CONF_FMT_JSON,
+     .shape = CONF_SHAPE_TIMESERIES,
+     .topic = S("v1/gateway/telemetry"),
+     .qos = 1},
+    {.name = S("tb-attributes"),
+     .methods = CONF_METHOD_POST,
+     .path = S("/api/v1/{token}/attributes"),
+     .identity = CONF_ID_TOKEN,
+     .identity_var = S("token"),
+     .formats = FMT(JSON),
+     .default_format = CONF_FMT_JSON,
+     .shape = CONF_SHAPE_BY_DEVICE,
+     .topic = S("v1/gateway/attributes"),
+     .qos = 1},
+    {.name = S("raw"),
+     .methods = CONF_METHOD_POST | CONF_METHOD_PUT,
+     .path = S("/raw/{token}/{channel}"),
+     .identity = CONF_ID_TOKEN,
+     .identity_var = S("token"),
+     .formats = FMT(JSON) | FMT(CBOR),
+     .default_format = CONF_FMT_JSON,
+     .shape = CONF_SHAPE_BODY,
+     .output = CONF_OUT_JSON,
+     .topic = S("raw/{device}/{channel}"),
+     .qos = 0},
+    {.name = S("dtls"),
+     .methods = CONF_METHOD_POST,
+     .path = S("/api/v1/telemetry"),
+     .identity = CONF_ID_DTLS,
+     .formats = FMT(JSON),
+     .default_format = CONF_FMT_JSON,
+     .shape = CONF_SHAPE_BY_DEVICE,
+     .topic = S("d/{device}"),
+     .qos = 1},
+    {.name = S("csv"),
+     .methods = CONF_METHOD_POST | CONF_METHOD_PUT,
+     .path = S("/i/integration"),
+     .identity = CONF_ID_PAYLOAD,
+     .identity_var = S("deviceName"),
+     .type_field = S("deviceType"),
+     .body_field = S("telemetry"),
+     .allow_unknown = true,
+     .formats = FMT(CSV),
+     .default_format = CONF_FMT_CSV,
+     .csv_layout = CONF_CSV_NAME_TYPE,
+     .csv_separator = ',',
+     .shape = CONF_SHAPE_TIMESERIES,
+     .topic = S("v1/gateway/telemetry"),
+     .qos = 1},
 };
 
 static struct conf conf = {
@@ -59,7 +100,8 @@ static struct conf conf = {
     .coap = {.max_body_size = 1024},
     .announce = {.topic = S("v1/gateway/connect"),
                  .payload = S("{\"device\":\"{device}\",\"type\":\"{type}\"}"),
-                 .attributes_topic = S("v1/gateway/attributes"), .qos = 1},
+                 .attributes_topic = S("v1/gateway/attributes"),
+                 .qos = 1},
     .devices = devices,
     .n_devices = 2,
     .routes = routes,
@@ -126,14 +168,17 @@ static int teardown(void **state)
 }
 
 /* Send method + path (+ body) the way south_coap.c would. */
-static unsigned send_req(unsigned method, const char *path, int cf, const char *body,
-                         size_t len, enum uplink_auth auth, const char *auth_id,
-                         struct uplink_res *res)
+static unsigned send_req(unsigned method, const char *path, int cf, const char *body, size_t len,
+                         enum uplink_auth auth, const char *auth_id, struct uplink_res *res)
 {
     struct tmpl_slice segs[16];
-    struct uplink_req req = {.method = method, .content_format = cf,
-                             .body = (const uint8_t *)body, .len = len, .auth = auth,
-                             .auth_id = auth_id, .auth_id_len = auth_id ? strlen(auth_id) : 0,
+    struct uplink_req req = {.method = method,
+                             .content_format = cf,
+                             .body = (const uint8_t *)body,
+                             .len = len,
+                             .auth = auth,
+                             .auth_id = auth_id,
+                             .auth_id_len = auth_id ? strlen(auth_id) : 0,
                              .peer = "test"};
     req.n_segs = test_split_path(path, segs);
     req.segs = segs;
@@ -166,7 +211,8 @@ static void test_seed_example1_object_gets_receive_ts(void **state)
 
     (void)state;
     assert_int_equal(post_json("/api/v1/A1_TEST_TOKEN/telemetry",
-                               "{\"stringKey\":\"value1\",\"doubleKey\":42.0,\"longKey\":73}", &res),
+                               "{\"stringKey\":\"value1\",\"doubleKey\":42.0,\"longKey\":73}",
+                               &res),
                      204);
     assert_int_equal(out.n, 2);
     assert_string_equal(out.msgs[0].topic, "v1/gateway/connect");
@@ -265,9 +311,12 @@ static void test_topic_injection_refused(void **state)
     /* A '/' inside one Uri-Path option value stays one segment and is refused too. */
     {
         struct tmpl_slice segs[3] = {{"raw", 3}, {"A1_TEST_TOKEN", 13}, {"x/y", 3}};
-        struct uplink_req req = {.method = 2, .segs = segs, .n_segs = 3,
+        struct uplink_req req = {.method = 2,
+                                 .segs = segs,
+                                 .n_segs = 3,
                                  .content_format = CODEC_CF_NONE,
-                                 .body = (const uint8_t *)"{}", .len = 2};
+                                 .body = (const uint8_t *)"{}",
+                                 .len = 2};
         uplink_handle(&req, &res);
         assert_int_equal(res.code, 400);
     }
@@ -332,9 +381,9 @@ static void test_csv_integration_seed(void **state)
     assert_string_equal(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN),
                         "{\"temperature\":25.7,\"humidity\":69}");
     json_object_put(doc);
-    assert_int_equal(send_req(2, "/i/integration", CODEC_CF_TEXT, "SN-001", 6, UPLINK_AUTH_NONE,
-                              NULL, &res),
-                     400);
+    assert_int_equal(
+        send_req(2, "/i/integration", CODEC_CF_TEXT, "SN-001", 6, UPLINK_AUTH_NONE, NULL, &res),
+        400);
 }
 
 static void test_static_attributes_follow_the_announce(void **state)
@@ -344,9 +393,11 @@ static void test_static_attributes_follow_the_announce(void **state)
     (void)state;
     assert_int_equal(post_json("/api/v1/B1_TEST_TOKEN/telemetry", "{\"t\":1}", &res), 204);
     assert_int_equal(out.n, 3);
-    assert_string_equal(out.msgs[0].payload, "{\"device\":\"Device \\\"B\\\"\",\"type\":\"Sensor B\"}");
+    assert_string_equal(out.msgs[0].payload,
+                        "{\"device\":\"Device \\\"B\\\"\",\"type\":\"Sensor B\"}");
     assert_string_equal(out.msgs[1].topic, "v1/gateway/attributes");
-    assert_string_equal(out.msgs[1].payload, "{\"Device \\\"B\\\"\":{\"model\":\"TH-2\",\"floor\":3}}");
+    assert_string_equal(out.msgs[1].payload,
+                        "{\"Device \\\"B\\\"\":{\"model\":\"TH-2\",\"floor\":3}}");
     assert_string_equal(out.msgs[2].topic, "v1/gateway/telemetry");
 }
 
@@ -363,10 +414,8 @@ static void test_busy_broker_side_is_503(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_seed_example1_object_gets_receive_ts, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_seed_example2_array_and_example3_ts, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_seed_example1_object_gets_receive_ts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed_example2_array_and_example3_ts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attributes_by_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_codes_publish_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topic_injection_refused, setup, teardown),

@@ -13,7 +13,10 @@
 #include "../../src/south_internal.h"
 
 static const struct south_upload_limits LIMITS = {
-    .max_body = 4096, .max_uploads = 8, .max_per_peer = 2, .max_total_bytes = 16384,
+    .max_body = 4096,
+    .max_uploads = 8,
+    .max_per_peer = 2,
+    .max_total_bytes = 16384,
     .idle_ms = 50,
 };
 static uint8_t data[4096];
@@ -43,9 +46,16 @@ static int block(const void *session, const char *key, unsigned num, unsigned sz
                  size_t len, size_t declared, struct south_upload_step *st)
 {
     struct south_upload_block b = {
-        .session = session, .key = (const uint8_t *)key, .key_len = strlen(key),
-        .num = num, .szx = szx, .more = more, .declared = declared, .content_format = 50,
-        .data = data + num * ((size_t)16 << szx), .len = len,
+        .session = session,
+        .key = (const uint8_t *)key,
+        .key_len = strlen(key),
+        .num = num,
+        .szx = szx,
+        .more = more,
+        .declared = declared,
+        .content_format = 50,
+        .data = data + num * ((size_t)16 << szx),
+        .len = len,
     };
     return south_upload_block(&b, st);
 }
@@ -106,9 +116,15 @@ static void test_a_missing_block_ends_the_upload(void **state)
     assert_int_equal(south_upload_count(), 0);
     /* so does a change of Content-Format */
     assert_int_equal(block(&peer_a, "/t", 0, 0, 1, 16, 0, &st), SOUTH_UPLOAD_MORE);
-    struct south_upload_block b = {.session = &peer_a, .key = (const uint8_t *)"/t",
-                                   .key_len = 2, .num = 1, .szx = 0, .more = 0,
-                                   .content_format = 60, .data = data, .len = 3};
+    struct south_upload_block b = {.session = &peer_a,
+                                   .key = (const uint8_t *)"/t",
+                                   .key_len = 2,
+                                   .num = 1,
+                                   .szx = 0,
+                                   .more = 0,
+                                   .content_format = 60,
+                                   .data = data,
+                                   .len = 3};
     assert_int_equal(south_upload_block(&b, &st), SOUTH_UPLOAD_ERROR);
     assert_int_equal(st.code, 408);
     assert_int_equal(south_upload_count(), 0);
@@ -179,15 +195,13 @@ static void test_an_idle_upload_is_dropped(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_in_order_blocks_make_the_whole_body, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_in_order_blocks_make_the_whole_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_and_inconsistent_blocks_are_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_missing_block_ends_the_upload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uploads_are_keyed_by_session_and_target, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_bounds_per_peer_in_all_and_in_bytes, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bounds_per_peer_in_all_and_in_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_an_idle_upload_is_dropped, setup, teardown),
     };
 
