@@ -30,6 +30,8 @@ FAST_RETRIES = "  ack_timeout: 1\n  max_retransmit: 1\n"
 
 
 def rpc(env, device, rid, method="setGpio"):
+    # the harness waits for the broker connection, not for the subscriptions sent after it
+    env.gw.wait_log("north: subscribed filter=test/rpc")
     env.broker.publish("test/rpc", json.dumps(
         {"device": device, "data": {"id": rid, "method": method, "params": {"pin": rid}}}))
 
