@@ -257,19 +257,25 @@ def busy_retransmitting(env, dev):
     assert notification(dev, tok)[1]["id"] == 1
 
 
+def acknowledge_rpc_2_and_deregister(env, dev_b, dev):
+    """Device B busy with an RPC it never acknowledges; Device A observes, acknowledges RPC 2's
+    notification and deregisters (answered after the gateway has read the ACK)."""
+    busy_retransmitting(env, dev_b)
+    tok = observe(dev, A_PATH)
+    rpc(env, "Device A", 2)
+    mid, msg = notification(dev, tok)
+    assert msg["id"] == 2, msg
+    dev.sock.send(encode(ACK, 0, mid, b""))
+    deregister(dev, A_PATH, tok)
+
+
 @with_env("rpcq-acked-session-end", extra=LONG_QUEUE_ROUTE, coap_extra=SHORT_SESSIONS)
 def test_an_acknowledged_rpc_is_not_delivered_again_after_its_session_ends(env):
     """Issue 10: the notification's ACK made it done; the end of its session (idle for
     coap.session_timeout once the device deregistered) must not put it back in the queue."""
     dev_b, dev, probe = (SleepyDevice(env.port) for _ in range(3))
     try:
-        busy_retransmitting(env, dev_b)
-        tok = observe(dev, A_PATH)
-        rpc(env, "Device A", 2)
-        mid, msg = notification(dev, tok)
-        assert msg["id"] == 2, msg
-        dev.sock.send(encode(ACK, 0, mid, b""))
-        deregister(dev, A_PATH, tok)
+        acknowledge_rpc_2_and_deregister(env, dev_b, dev)
         # Bounded poll until libcoap reaps the idle session (about 10 s): meanwhile, and after,
         # a GET from another port takes whatever waits for Device A, which must be nothing.
         done = 'south: acknowledged route=q-rpc device="Device A" id=2 known=session-end'
@@ -295,14 +301,7 @@ def test_at_exit_only_rpcs_not_known_delivered_count_as_lost(env):
     one still waiting, and one whose notification was never acknowledged, are."""
     dev_b, dev = SleepyDevice(env.port), SleepyDevice(env.port)
     try:
-        busy_retransmitting(env, dev_b)  # Device B's RPC: sent, not acknowledged
-        tok = observe(dev, A_PATH)
-        rpc(env, "Device A", 2)
-        mid, msg = notification(dev, tok)
-        assert msg["id"] == 2, msg
-        dev.sock.send(encode(ACK, 0, mid, b""))
-        # the answer to the deregistration comes after the gateway has read the ACK
-        deregister(dev, A_PATH, tok)
+        acknowledge_rpc_2_and_deregister(env, dev_b, dev)
         rpc(env, "Device A", 3)  # nobody observes: it waits
         env.gw.wait_log('south: queued route=q-rpc device="Device A" id=3 waiting=1')
         env.gw.stop()
